@@ -1,0 +1,136 @@
+"""One record type per topic. Field docs here are the data dictionary of the lake."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from trajlake.schemas.base import Event
+
+
+class CommitEvent(Event):
+    """A new commit seen on a registered repository."""
+
+    TOPICS = ("commits",)
+
+    branch: str = Field(description="branch the commit was found on")
+    parents: list[str] = Field(default_factory=list, description="parent commit shas")
+    author: str = ""
+    committed_at: datetime | None = None
+    message: str = ""
+    changed_files: list[str] = Field(default_factory=list, description="paths the commit touched")
+
+    def partition_key(self) -> bytes:
+        return self.repo.encode()  # one repository's commits stay in order
+
+
+class TaskEvent(Event):
+    """A function paired with a vague change request (SVG step 1)."""
+
+    TOPICS = ("tasks",)
+
+    function_file: str = Field(description="path of the file, relative to the repository root")
+    function_name: str = Field(description="qualified name, e.g. Class.method")
+    line_start: int
+    line_end: int
+    change_type: str = Field(description="taxonomy entry the request was drawn from")
+    request: str = Field(description="the change request the agent receives")
+    attempt: int = Field(1, ge=1, description="1 for the first request, 2-3 for re-draws")
+    seed: int = 0
+
+
+class RolloutEvent(Event):
+    """One agent run (SVG steps 2 and 4): its trajectory, patch and how it ended."""
+
+    TOPICS = ("rollouts.t1", "rollouts.t2")
+
+    rollout: Literal["t1", "t2"]
+    task_id: str = Field(description="the task this rollout works on")
+    pr_id: str = Field("", description="t2 only: the PR the agent was given")
+    attempt: int = Field(1, ge=1)
+    request: str = Field(description="what the agent was asked (task request or PR text)")
+    messages_json: str = Field("[]", description="full message list, tool calls included (JSON)")
+    tools_json: str = Field("[]", description="tool schemas the agent was offered (JSON)")
+    patch: str = Field("", description="git diff --binary of the checkout at the end")
+    exit_status: str = Field(description="Submitted, LimitsExceeded, TimeoutError, …")
+    error: str = ""
+    steps: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    wall_s: float = 0.0
+    sandbox: str = ""
+    self_eval: Literal["yes", "no", ""] = Field("", description="t1: teacher says aligned?")
+    duplicate: bool = Field(False, description="t1: same patch already in the lake")
+
+
+class PrEvent(Event):
+    """A synthetic pull-request description written from T1 (SVG step 3)."""
+
+    TOPICS = ("prs",)
+
+    task_id: str
+    t1_id: str
+    pr_text: str
+    p1_patch: str = Field(description="T1's patch, carried so later stages need no lookups")
+    demo_id: str = Field("", description="the demonstration PR imitated")
+
+
+class VerdictEvent(Event):
+    """Line-level recall of P1 in P2 (SVG step 5)."""
+
+    TOPICS = ("verdicts",)
+
+    task_id: str
+    t1_id: str
+    t2_id: str
+    matched: int = Field(ge=0, description="P1 changed lines also found in P2 (multiset)")
+    total: int = Field(ge=0, description="P1 changed lines")
+    recall: float | None = Field(None, description="matched / total; null when total is 0")
+    label: Literal["hard", "soft", "unverified", "empty", "unparseable"]
+
+
+class SampleEvent(Event):
+    """Measurements of one trajectory (SVG step 6); selection happens later, in SQL."""
+
+    TOPICS = ("samples",)
+
+    rollout_id: str
+    rollout: Literal["t1", "t2"]
+    task_id: str
+    tokenizer: str = Field(description="student tokenizer the counts were made with")
+    message_tokens: list[int] = Field(default_factory=list, description="tokens per message")
+    total_tokens: int = 0
+    budgets: list[int] = Field(default_factory=list, description="context budgets measured")
+    truncation_ratios: list[float] = Field(default_factory=list, description="one per budget")
+    patch_lines: int = 0
+    tool_tokens_mean: float = 0.0
+    tool_tokens_max: int = 0
+    steps: int = 0
+    exit_status: str = ""
+
+
+class ReplayEvent(Event):
+    """A recorded task or PR sent again, to be run by another teacher."""
+
+    TOPICS = ("replay",)
+
+    source_table: Literal["tasks", "prs"]
+    source_event_id: str
+    payload_json: str = Field(description="the recorded event, as it was on the bus")
+    teacher_json: str = Field(description="the teacher spec to run it with")
+
+
+class DeadLetter(Event):
+    """A record a stage could not process: why, and the original bytes."""
+
+    TOPICS = ("dlq",)
+
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    error_type: str
+    error: str
+    payload: bytes = Field(description="the input record exactly as it was read")

@@ -1,0 +1,132 @@
+"""The one configuration object: `trajlake.yaml` plus `key.path=value` overrides.
+
+Every field is documented here; `trajlake config show` prints the resolved result. The config
+never holds a secret: the teacher's API key is read from the environment variable it names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from trajlake.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "trajlake.yaml"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BusConfig(_Frozen):
+    kind: Literal["embedded", "kafka"] = Field(
+        "embedded", description="embedded: a SQLite log on this machine; kafka: a Kafka broker"
+    )
+    path: str = Field("trajlake-data/bus.db", description="embedded: the SQLite log file")
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="kafka: comma-separated host:port of the brokers"
+    )
+    partitions: int = Field(4, ge=1, description="partitions per topic when trajlake creates it")
+    session_timeout_ms: int = Field(
+        6000, description="a group member silent this long loses its partitions"
+    )
+    heartbeat_interval_ms: int = Field(1000, description="how often members say they are alive")
+
+
+class LakeConfig(_Frozen):
+    root: str = Field("trajlake-data/lake", description="directory that holds the Parquet lake")
+
+
+class RunnerConfig(_Frozen):
+    batch_size: int = Field(500, ge=1, description="most records taken per poll")
+    poll_timeout_s: float = Field(1.0, gt=0, description="how long a poll waits for records")
+    concurrency: int = Field(
+        1, ge=1, description="records processed at once (threads); raise it for rollouts"
+    )
+
+
+class TeacherConfig(_Frozen):
+    base_url: str = Field(
+        "http://127.0.0.1:8000/v1", description="any OpenAI-compatible endpoint (vLLM, SGLang, …)"
+    )
+    model: str = Field("teacher", description="model name sent with every request")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="environment variable holding the API key (never stored)"
+    )
+    temperature: float = Field(0.6, description="sampling temperature")
+    max_tokens: int = Field(4096, description="most completion tokens per call")
+
+
+class SandboxConfig(_Frozen):
+    kind: Literal["bubblewrap", "docker", "local"] = Field(
+        "bubblewrap", description="where rollout commands run; local needs allow_unsafe_local"
+    )
+    allow_unsafe_local: bool = Field(False, description="opt in to running commands unsandboxed")
+    command_timeout_s: float = Field(60, description="a command running longer is killed")
+    memory_mb: int = Field(2048, description="memory limit per command")
+
+
+class Config(_Frozen):
+    bus: BusConfig = BusConfig()
+    lake: LakeConfig = LakeConfig()
+    runner: RunnerConfig = RunnerConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    sandbox: SandboxConfig = SandboxConfig()
+
+    def hash(self) -> str:
+        """A short, stable hash of the resolved config, saved with every output."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read `path` (or ./trajlake.yaml when it exists) and apply `key.path=value` overrides.
+
+    Values in overrides are parsed as YAML scalars, so `runner.concurrency=8` is an int and
+    `sandbox.allow_unsafe_local=true` a bool.
+    """
+    data: dict[str, Any] = {}
+    if path is None and Path(DEFAULT_CONFIG_FILE).exists():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    for item in overrides:
+        _apply_override(data, item)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, path)) from None
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    node = data
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {part} is not a section")
+    node[leaf] = yaml.safe_load(raw) if raw else ""
+
+
+def _describe(error: ValidationError, path: str | Path | None) -> str:
+    where = f" in {path}" if path else ""
+    lines = [f"invalid configuration{where}:"]
+    for err in error.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        lines.append(f"  {field}: {err['msg']}")
+    return "\n".join(lines)
