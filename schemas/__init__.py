@@ -1,5 +1,6 @@
 """Record types, one per topic; each gives the JSON bus encoding and the Arrow lake schema."""
 
+from trajlake.errors import SchemaError
 from trajlake.schemas.base import Event, make_event_id, to_arrow, utc_now
 from trajlake.schemas.records import (
     CommitEvent,
@@ -11,7 +12,6 @@ from trajlake.schemas.records import (
     TaskEvent,
     VerdictEvent,
 )
-from trajlake.errors import SchemaError
 
 RECORD_TYPES: tuple[type[Event], ...] = (
     CommitEvent,

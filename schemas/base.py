@@ -53,6 +53,10 @@ class Event(BaseModel):
     config_hash: str = Field("", description="hash of the resolved trajlake config")
     scaffold_id: str = Field("", description="agent scaffold and tool format")
 
+    def topic(self) -> str:
+        """The topic this record is published to."""
+        return self.TOPICS[0]
+
     def partition_key(self) -> bytes:
         """Bus key: records with the same key stay in order on one partition."""
         return self.event_id.encode()
@@ -91,8 +95,8 @@ def describe(cls: type[BaseModel], error: ValidationError) -> str:
     """'TaskEvent: field request: Field required; …' — the fields that are wrong, and why."""
     problems = []
     for err in error.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(record)"
-        problems.append(f"field {field}: {err['msg']}")
+        field = ".".join(str(p) for p in err["loc"])
+        problems.append(f"field {field}: {err['msg']}" if field else err["msg"])
     return f"{cls.__name__}: " + "; ".join(problems)
 
 

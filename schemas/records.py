@@ -65,6 +65,9 @@ class RolloutEvent(Event):
     self_eval: Literal["yes", "no", ""] = Field("", description="t1: teacher says aligned?")
     duplicate: bool = Field(False, description="t1: same patch already in the lake")
 
+    def topic(self) -> str:
+        return f"rollouts.{self.rollout}"
+
 
 class PrEvent(Event):
     """A synthetic pull-request description written from T1 (SVG step 3)."""

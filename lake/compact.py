@@ -1,0 +1,155 @@
+"""Compaction: merge the small files of each partition into one, deduplicated by event_id.
+
+Per partition (``<table>/repo=*/date=*``): read the files, keep the rows a view could show
+(earliest ``created_at`` per event_id, see ``views.KEEP_EARLIEST``), write one file
+``compacted-<hash of the input names>.parquet`` under a temporary name, rename it into place,
+and only then delete the inputs. A crash in between leaves duplicates that the views
+deduplicate, so every query answers the same at every step; the next run merges them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from trajlake.errors import LakeError
+from trajlake.lake.files import (
+    COMPACTED_PREFIX,
+    PARQUET_SUFFIX,
+    publish,
+    table_files,
+    temp_path,
+)
+from trajlake.lake.views import KEEP_EARLIEST, parquet_source, quote_literal
+from trajlake.schemas import TOPICS, table_name
+
+_COPY_OPTIONS = "(FORMAT parquet, COMPRESSION zstd)"
+
+
+@dataclass(frozen=True)
+class TableCompaction:
+    """What compaction did to one table (counts over all of its files)."""
+
+    table: str
+    files_before: int
+    files_after: int
+    rows_before: int
+    rows_after: int
+    partitions_compacted: int
+
+
+@dataclass(frozen=True)
+class CompactReport:
+    """Per-table results of one compaction run, keyed by table name."""
+
+    tables: dict[str, TableCompaction] = field(default_factory=dict)
+
+    @property
+    def files_removed(self) -> int:
+        return sum(t.files_before - t.files_after for t in self.tables.values())
+
+    @property
+    def rows_removed(self) -> int:
+        return sum(t.rows_before - t.rows_after for t in self.tables.values())
+
+    def __str__(self) -> str:
+        """One line per table, e.g. ``tasks: 12 -> 4 files, 24 -> 16 rows (4 partitions)``."""
+        width = max((len(name) for name in self.tables), default=0)
+        return "\n".join(
+            f"{t.table:<{width}}: {t.files_before} -> {t.files_after} files, "
+            f"{t.rows_before} -> {t.rows_after} rows ({t.partitions_compacted} partitions merged)"
+            for t in self.tables.values()
+        )
+
+
+def compact(
+    root: str | Path, tables: Iterable[str] | None = None, min_files: int = 2
+) -> CompactReport:
+    """Compact every partition with at least ``min_files`` data files.
+
+    Args:
+        root: the lake root.
+        tables: table or topic names (``rollouts_t1`` or ``rollouts.t1``); all when None.
+        min_files: partitions with fewer files are left alone. A partition holding only one
+            compacted file is always left alone, so a second run is a no-op.
+    """
+    if min_files < 1:
+        raise LakeError(f"min_files must be at least 1, got {min_files}")
+    root = Path(root).resolve()
+    con = duckdb.connect(":memory:")
+    try:
+        report = {t: _compact_table(con, root, t, min_files) for t in _resolve(tables)}
+    finally:
+        con.close()
+    return CompactReport(report)
+
+
+def _resolve(tables: Iterable[str] | None) -> list[str]:
+    known = [table_name(t) for t in TOPICS]
+    if tables is None:
+        return known
+    chosen = [table_name(t) for t in tables]
+    unknown = [t for t in chosen if t not in known]
+    if unknown:
+        raise LakeError(f"unknown lake tables {unknown}: choose from {', '.join(known)}")
+    return chosen
+
+
+def _compact_table(
+    con: duckdb.DuckDBPyConnection, root: Path, table: str, min_files: int
+) -> TableCompaction:
+    before = table_files(root, table)
+    rows_before = _count_rows(before)
+    compacted = 0
+    for partition in sorted(p for p in (root / table).glob("repo=*/date=*") if p.is_dir()):
+        files = sorted(partition.glob(f"*{PARQUET_SUFFIX}"))
+        if _needs_compaction(files, min_files):
+            compact_partition(con, files)
+            compacted += 1
+    after = table_files(root, table) if compacted else before
+    rows_after = _count_rows(after) if compacted else rows_before
+    return TableCompaction(table, len(before), len(after), rows_before, rows_after, compacted)
+
+
+def _needs_compaction(files: list[Path], min_files: int) -> bool:
+    if len(files) == 1 and files[0].name.startswith(COMPACTED_PREFIX):
+        return False
+    return len(files) >= min_files
+
+
+def compacted_name(files: list[Path]) -> str:
+    """Deterministic: the same inputs always give the same output name."""
+    names = "\n".join(sorted(f.name for f in files))
+    return f"{COMPACTED_PREFIX}{hashlib.sha256(names.encode()).hexdigest()[:16]}{PARQUET_SUFFIX}"
+
+
+def compact_partition(con: duckdb.DuckDBPyConnection, files: list[Path]) -> Path:
+    """Replace the files of one partition by one deduplicated file; returns its path."""
+    final = files[0].parent / compacted_name(files)
+    tmp = temp_path(final)
+    query = (
+        f"SELECT DISTINCT * FROM {parquet_source([str(f) for f in files])} "
+        f"QUALIFY {KEEP_EARLIEST} ORDER BY event_id, created_at"
+    )
+    try:
+        con.execute(f"COPY ({query}) TO {quote_literal(str(tmp))} {_COPY_OPTIONS}")
+        publish(tmp, final)
+    except (duckdb.Error, OSError) as e:
+        tmp.unlink(missing_ok=True)
+        raise LakeError(
+            f"cannot compact {final.parent}: {e}; the inputs are untouched, fix the cause "
+            "and run compaction again"
+        ) from e
+    for f in files:  # only now: the merged file is visible, so dropping inputs changes nothing
+        if f != final:
+            f.unlink(missing_ok=True)
+    return final
+
+
+def _count_rows(files: list[Path]) -> int:
+    return sum(pq.read_metadata(f).num_rows for f in files)

@@ -1,0 +1,83 @@
+"""DuckDB views over the lake: one per topic, deduplicated by event_id.
+
+The rule, shared with compaction: of the rows with one event_id, the one with the earliest
+``created_at`` wins. Re-processing after a crash re-creates an event with the same id and a
+later ``created_at``, so the first version written is the one every query sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+
+from trajlake.lake.files import PARQUET_SUFFIX, has_files
+from trajlake.schemas import TOPICS, record_type, table_name
+
+#: Rows of one event_id that compaction must keep so that no view's answer can change: those
+#: tied at the earliest created_at (the view picks one of them). Exact copies collapse to one.
+KEEP_EARLIEST = "created_at IS NOT DISTINCT FROM min(created_at) OVER (PARTITION BY event_id)"
+
+
+def connect(root: str | Path, topics: Iterable[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with a view per topic (all topics unless given).
+
+    A view over a table that has files sees files committed later too (the glob is expanded
+    per query); a table that had none when the view was made shows zero rows until
+    ``refresh`` is called or a new connection is made.
+    """
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    refresh(con, root, topics)
+    return con
+
+
+def refresh(
+    con: duckdb.DuckDBPyConnection, root: str | Path, topics: Iterable[str] | None = None
+) -> None:
+    """(Re)create the views, e.g. after the first file of a table was written."""
+    root = Path(root).resolve()
+    for topic in TOPICS if topics is None else topics:
+        create_view(con, root, topic)
+
+
+def create_view(con: duckdb.DuckDBPyConnection, root: Path, topic: str) -> None:
+    table = table_name(topic)
+    if has_files(root, table):
+        source = parquet_source([str(root / table / "**" / f"*{PARQUET_SUFFIX}")])
+    else:
+        source = f"({empty_select(con, topic)})"
+    con.execute(f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {dedup_select(source)}")
+
+
+def dedup_select(source: str) -> str:
+    """One row per event_id: the earliest created_at (rows with none come last)."""
+    return (
+        f"SELECT * FROM {source} QUALIFY row_number() OVER "
+        "(PARTITION BY event_id ORDER BY created_at ASC NULLS LAST) = 1"
+    )
+
+
+def parquet_source(paths: list[str]) -> str:
+    """read_parquet over files or globs; columns come from the files, not the directories."""
+    listed = ", ".join(quote_literal(p) for p in paths)
+    return f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
+
+
+def empty_select(con: duckdb.DuckDBPyConnection, topic: str) -> str:
+    """A zero-row SELECT with the columns and types of the topic's record schema."""
+    empty = con.from_arrow(record_type(topic).arrow_schema().empty_table())
+    columns = ", ".join(
+        f"CAST(NULL AS {dtype}) AS {quote_ident(name)}"
+        for name, dtype in zip(empty.columns, empty.types, strict=True)
+    )
+    return f"SELECT {columns} WHERE false"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
