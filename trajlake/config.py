@@ -31,6 +31,9 @@ class BusConfig(_Frozen):
     bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="kafka: comma-separated host:port of the brokers"
     )
+    namespace: str = Field(
+        "", description="prefix of topic and group names (ns.tasks) so pipelines share a cluster"
+    )
     partitions: int = Field(4, ge=1, description="partitions per topic when trajlake creates it")
     session_timeout_ms: int = Field(
         6000, description="a group member silent this long loses its partitions"

@@ -28,5 +28,18 @@ class TopicNotFound(BusError):
         self.topic = topic
 
 
+class CommitFailed(BusError):
+    """Offsets were not committed because their partitions now belong to another group member."""
+
+    def __init__(self, partitions: list[tuple[str, int]]):
+        names = ", ".join(f"{topic}[{partition}]" for topic, partition in partitions)
+        super().__init__(
+            f"offsets for {names} were not committed: a rebalance gave those partitions to "
+            "another member of the group, which re-reads them from the last committed offset; "
+            "poll again and carry on (records processed twice keep their event ids)"
+        )
+        self.partitions = partitions
+
+
 class LakeError(TrajlakeError):
     """The lake cannot be read or written as asked."""

@@ -7,14 +7,20 @@ from trajlake.config import BusConfig
 
 
 def open_bus(config: BusConfig) -> Bus:
-    """The backend the config names."""
+    """The backend the config names, under its namespace when one is set."""
     if config.kind == "kafka":
         from trajlake.bus.kafka import KafkaBus
 
-        return KafkaBus(config)
-    from trajlake.bus.embedded import EmbeddedBus
+        bus: Bus = KafkaBus(config)
+    else:
+        from trajlake.bus.embedded import EmbeddedBus
 
-    return EmbeddedBus(config)
+        bus = EmbeddedBus(config)
+    if config.namespace:
+        from trajlake.bus.namespace import NamespacedBus
+
+        bus = NamespacedBus(bus, config.namespace)
+    return bus
 
 
 __all__ = ["Bus", "Consumer", "Message", "Producer", "TopicPartition", "open_bus", "partition_for"]

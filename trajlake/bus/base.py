@@ -53,13 +53,21 @@ class Consumer(Protocol):
         """Next records from the partitions this member owns, in offset order per partition."""
 
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        """Commit, per partition, the next offset the group should read."""
+        """Commit, per partition, the next offset the group should read.
+
+        Only partitions this member still owns are committed, so a member that lost one in a
+        rebalance cannot overwrite the new owner's progress; CommitFailed then names the lost
+        ones (their records are re-read by the new owner from its last committed offset).
+        """
 
     def assignment(self) -> set[TopicPartition]:
         """The partitions this member owns right now."""
 
     def seek_to_beginning(self) -> None:
-        """Rewind every owned partition to its first record (committed offsets stay)."""
+        """Rewind every owned partition to its first record (committed offsets stay).
+
+        Called before the group has assigned anything, it rewinds the first partitions assigned.
+        """
 
     def close(self) -> None:
         """Leave the group so the other members take over at once."""
