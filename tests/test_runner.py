@@ -1,0 +1,132 @@
+"""The stage runner against the real bus backends and a real lake."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from echo_stage import STAGE, commit_event, expected_id
+from helpers import produce, read_topic
+
+from trajlake.bus import open_bus
+from trajlake.config import Config, LakeConfig, RunnerConfig
+from trajlake.lake import Lake
+from trajlake.runner import StageRunner
+from trajlake.schemas import DeadLetter, TaskEvent
+from trajlake.stage import Stage
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def setup(bus_config, tmp_path):
+    config = Config(bus=bus_config, lake=LakeConfig(root=str(tmp_path / "lake")))
+    bus = open_bus(config.bus)
+    bus.create_topics(["commits"], partitions=3)
+    bus.create_topics(["tasks", "dlq"], partitions=1)  # one partition keeps production order
+    yield config, bus, Lake(config.lake.root)
+    bus.close()
+
+
+def run_until_idle(stage, config, bus, lake, **runner_options) -> StageRunner:
+    runner = StageRunner(stage, bus, lake, RunnerConfig(poll_timeout_s=0.2, **runner_options))
+    runner.run(idle_timeout_s=2)
+    return runner
+
+
+def test_every_record_reaches_lake_and_topic_and_offsets_commit(setup):
+    config, bus, lake = setup
+    commits = [commit_event(i) for i in range(300)]
+    produce(bus, "commits", [c.encode() for c in commits], [c.partition_key() for c in commits])
+
+    runner = run_until_idle(STAGE, config, bus, lake, batch_size=64)
+
+    expected = {expected_id(c.event_id) for c in commits}
+    con = lake.connect()
+    assert {r[0] for r in con.execute("SELECT event_id FROM tasks").fetchall()} == expected
+    assert {TaskEvent.decode(m.value).event_id for m in read_topic(bus, "tasks")} == expected
+    assert bus.committed("echo", ["commits"]) == bus.end_offsets(["commits"])
+    assert runner.stats.consumed == 300 and runner.stats.produced == 300
+
+
+def test_malformed_records_go_to_dlq_and_the_stage_goes_on(setup):
+    config, bus, lake = setup
+    good = commit_event(1)
+    wrong_schema = json.dumps({"event_id": "x", "hello": "world"}).encode()
+    not_json = b"\xff\xfe this is not json"
+    boom = commit_event(2, message="boom")
+    same_key = b"k"  # one partition, so the good record comes after the bad ones
+    produce(bus, "commits", [not_json, wrong_schema, boom.encode(), good.encode()], [same_key] * 4)
+
+    run_until_idle(STAGE, config, bus, lake)
+
+    dead = [DeadLetter.decode(m.value) for m in read_topic(bus, "dlq")]
+    assert sorted(d.payload for d in dead) == sorted([not_json, wrong_schema, boom.encode()])
+    by_payload = {d.payload: d for d in dead}
+    assert by_payload[not_json].error_type == "SchemaError"
+    assert "json" in by_payload[not_json].error.lower()
+    assert "field stage" in by_payload[wrong_schema].error  # names the missing field
+    assert by_payload[boom.encode()].error_type == "RuntimeError"
+    assert by_payload[boom.encode()].parent_ids == [boom.event_id]
+    assert {d.stage for d in dead} == {"echo"}
+    rows = lake.connect().execute("SELECT stage, error_type, payload FROM dlq").fetchall()
+    assert sorted(r[2] for r in rows) == sorted(d.payload for d in dead)  # the failure rows
+    tasks = [TaskEvent.decode(m.value) for m in read_topic(bus, "tasks")]
+    assert [t.event_id for t in tasks] == [expected_id(good.event_id)]
+
+
+def test_concurrent_records_are_published_in_input_order_per_partition(setup):
+    config, bus, lake = setup
+    commits = [commit_event(i) for i in range(40)]
+
+    def slow_first(event):  # early records finish last
+        time.sleep(0.002 * (40 - int(event.commit, 16)))
+        return STAGE.process(event)
+
+    stage = Stage("echo", STAGE.inputs, STAGE.outputs, slow_first)
+    produce(bus, "commits", [c.encode() for c in commits], [c.partition_key() for c in commits])
+    run_until_idle(stage, config, bus, lake, concurrency=8, batch_size=16)
+
+    inputs = read_topic(bus, "commits")
+    outputs = read_topic(bus, "tasks")
+    for partition in {m.partition for m in inputs}:
+        sent = [
+            expected_id(json.loads(m.value)["event_id"]) for m in inputs if m.partition == partition
+        ]
+        got = [json.loads(m.value)["event_id"] for m in outputs]
+        assert [i for i in got if i in set(sent)] == sent
+
+
+def test_already_done_inputs_are_re_emitted_from_the_lake_not_recomputed(setup):
+    config, bus, lake = setup
+    commits = [commit_event(i) for i in range(20)]
+    produce(bus, "commits", [c.encode() for c in commits], [c.partition_key() for c in commits])
+    calls = []
+    lock = threading.Lock()
+
+    def counting(event):
+        with lock:
+            calls.append(event.event_id)
+        return STAGE.process(event)
+
+    stage = Stage("echo", STAGE.inputs, STAGE.outputs, counting, skip_if_done=True)
+    run_until_idle(stage, config, bus, lake)
+    assert len(calls) == 20
+
+    # Rewind the group, as if its commits were lost after the outputs were written.
+    consumer = bus.consumer("echo", ["commits"])
+    for _ in range(60):
+        if consumer.assignment():
+            break
+        consumer.poll(timeout_s=0.5)
+    consumer.commit({tp: 0 for tp in bus.end_offsets(["commits"])})
+    consumer.close()
+    runner = StageRunner(stage, bus, lake, RunnerConfig(poll_timeout_s=0.2))
+    runner.run(idle_timeout_s=2)
+
+    assert len(calls) == 20  # nothing recomputed
+    assert runner.stats.skipped == 20
+    outputs = [json.loads(m.value)["event_id"] for m in read_topic(bus, "tasks")]
+    assert sorted(outputs) == sorted([expected_id(c.event_id) for c in commits] * 2)

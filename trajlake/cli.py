@@ -1,0 +1,197 @@
+"""The `trajlake` command. The only module that prints."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from trajlake.config import Config, load_config
+from trajlake.errors import TrajlakeError
+
+DESCRIPTION = """\
+trajlake turns code repositories into training data for coding agents (Soft Verified
+Generation) on an event bus, and keeps every event in a Parquet lake you query with SQL.
+
+How it fits together:
+  every stage reads a topic, does its work, writes its outputs to the lake, publishes them to
+  the next topic, then commits.  Topics: commits → tasks → rollouts.t1 → prs → rollouts.t2 →
+  verdicts → samples (+ replay, dlq).  Each topic is also a lake table / DuckDB view
+  (dots become underscores: rollouts.t1 → rollouts_t1).
+
+Typical session:
+  trajlake topics create                       create every topic (needed on kafka)
+  trajlake stage NAME                          run one stage as its own process
+  trajlake sql "SELECT stage, count(*) FROM dlq GROUP BY 1"
+                                               query the lake
+  trajlake lake compact                        merge small lake files (results unchanged)
+  trajlake config show                         print the resolved configuration
+
+Configuration comes from trajlake.yaml (or --config FILE), with overrides such as
+  --set bus.kind=kafka --set bus.bootstrap_servers=broker:9092 --set runner.concurrency=16
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trajlake", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("-c", "--config", help="config file (default: ./trajlake.yaml if present)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config field, e.g. --set lake.root=/data/lake (repeatable)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    topics = sub.add_parser("topics", help="create and list bus topics")
+    tsub = topics.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = tsub.add_parser("create", help="create topics (all known topics by default)")
+    create.add_argument("topics", nargs="*", help="topic names (default: every trajlake topic)")
+    create.add_argument("--partitions", type=int, help="partitions per topic (default: config)")
+    create.set_defaults(func=cmd_topics_create)
+    tsub.add_parser("list", help="topics with partitions and record counts").set_defaults(
+        func=cmd_topics_list
+    )
+
+    stage = sub.add_parser("stage", help="run one stage until stopped (SIGTERM finishes cleanly)")
+    stage.add_argument("name", help="a built-in stage name, or package.module:factory")
+    stage.add_argument(
+        "--idle-timeout", type=float, metavar="S", help="exit after S seconds with no input"
+    )
+    stage.set_defaults(func=cmd_stage)
+
+    sql = sub.add_parser("sql", help="run SQL against the lake views")
+    sql.add_argument("query", help='e.g. "SELECT count(*) FROM tasks"')
+    sql.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
+    sql.add_argument("--output", type=Path, help="file to write (required for parquet)")
+    sql.set_defaults(func=cmd_sql)
+
+    lake = sub.add_parser("lake", help="lake maintenance")
+    lsub = lake.add_subparsers(dest="action", metavar="ACTION", required=True)
+    compact = lsub.add_parser(
+        "compact", help="merge small files; every query result stays the same"
+    )
+    compact.add_argument("--table", action="append", help="only these tables (repeatable)")
+    compact.set_defaults(func=cmd_lake_compact)
+
+    config = sub.add_parser("config", help="show the resolved configuration")
+    csub = config.add_subparsers(dest="action", metavar="ACTION", required=True)
+    csub.add_parser("show", help="print it as YAML, with its hash").set_defaults(
+        func=cmd_config_show
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+        return args.func(args, config) or 0
+    except TrajlakeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_topics_create(args: argparse.Namespace, config: Config) -> int:
+    from trajlake.bus import open_bus
+    from trajlake.schemas import TOPICS
+
+    names = args.topics or list(TOPICS)
+    partitions = args.partitions or config.bus.partitions
+    bus = open_bus(config.bus)
+    try:
+        bus.create_topics(names, partitions)
+        for name, count in sorted(bus.list_topics().items()):
+            if name in names:
+                print(f"{name}: {count} partitions")
+    finally:
+        bus.close()
+    return 0
+
+
+def cmd_topics_list(args: argparse.Namespace, config: Config) -> int:
+    from trajlake.bus import open_bus
+
+    bus = open_bus(config.bus)
+    try:
+        topics = bus.list_topics()
+        ends = bus.end_offsets(list(topics))
+        print(f"{'topic':<16} {'partitions':>10} {'records':>10}")
+        for name, count in sorted(topics.items()):
+            records = sum(v for (t, _), v in ends.items() if t == name)
+            print(f"{name:<16} {count:>10} {records:>10}")
+    finally:
+        bus.close()
+    return 0
+
+
+def cmd_stage(args: argparse.Namespace, config: Config) -> int:
+    from tqdm import tqdm
+
+    from trajlake.bus import open_bus
+    from trajlake.lake import Lake
+    from trajlake.runner import StageRunner
+    from trajlake.stages import load_stage
+
+    stage = load_stage(args.name, config)
+    bus = open_bus(config.bus)
+    if config.bus.kind == "embedded":  # a local log: creating topics on demand is harmless
+        from trajlake.schemas import TOPICS
+
+        bus.create_topics(list(TOPICS), config.bus.partitions)
+    runner = StageRunner(stage, bus, Lake(config.lake.root), config.runner)
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    bar = tqdm(desc=stage.name, unit=" rec", disable=None)
+
+    def progress(stats) -> None:
+        bar.update(stats.consumed - bar.n)
+        bar.set_postfix(out=stats.produced, dlq=stats.dead_letters, skipped=stats.skipped)
+
+    try:
+        stats = runner.run(idle_timeout_s=args.idle_timeout, on_progress=progress)
+    finally:
+        bar.close()
+        bus.close()
+    print(
+        f"{stage.name}: consumed {stats.consumed}, produced {stats.produced}, "
+        f"dead letters {stats.dead_letters}, already done {stats.skipped}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace, config: Config) -> int:
+    from trajlake.lake import run_sql
+
+    text = run_sql(config.lake.root, args.query, args.format, args.output)
+    if text is not None:
+        print(text, end="" if text.endswith("\n") else "\n")
+    elif args.output:
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_lake_compact(args: argparse.Namespace, config: Config) -> int:
+    from trajlake.lake import compact
+
+    report = compact(config.lake.root, tables=args.table)
+    print(report)
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace, config: Config) -> int:
+    import yaml
+
+    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False).rstrip())
+    print(f"# config hash: {config.hash()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

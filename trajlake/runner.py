@@ -1,0 +1,246 @@
+"""The stage runner: poll → process → write lake files → produce → commit.
+
+The runner is the only code that commits offsets. Its order makes delivery at-least-once and
+results exactly-once: lake files are published (temp name, then rename) and outputs flushed to
+the bus before the input offsets are committed, output ids are deterministic, lake file names are
+derived from the input partition and first offset (a re-run overwrites the same file), and the
+lake views deduplicate by `event_id`. A crash at any point is recovered by restarting.
+
+Records are processed in a window: up to `batch_size` records are held at once, `concurrency`
+of them running in threads; each partition's finished prefix is published in input order while
+the rest keep running, so one slow rollout does not idle the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from trajlake.bus import Bus, Consumer, Message, Producer, TopicPartition
+from trajlake.config import RunnerConfig
+from trajlake.errors import CommitFailed
+from trajlake.lake import Lake
+from trajlake.schemas import DeadLetter, Event, make_event_id, record_type, table_name
+from trajlake.stage import Stage
+
+log = logging.getLogger(__name__)
+
+DLQ_TOPIC = "dlq"
+_MAX_ERROR_CHARS = 4000
+
+
+@dataclass
+class RunStats:
+    consumed: int = 0
+    produced: int = 0
+    dead_letters: int = 0
+    skipped: int = 0  # inputs whose outputs were already in the lake
+
+
+class StageRunner:
+    """Runs one `Stage` against a bus and a lake until stopped (or idle)."""
+
+    def __init__(self, stage: Stage, bus: Bus, lake: Lake, config: RunnerConfig):
+        self.stage = stage
+        self.bus = bus
+        self.lake = lake
+        self.config = config
+        self.stats = RunStats()
+        self._stopping = threading.Event()
+        self._pool = ThreadPoolExecutor(config.concurrency) if config.concurrency > 1 else None
+        self._window: dict[TopicPartition, deque[tuple[Message, Future]]] = {}
+        self._held = 0
+        self._done_index: dict[str, set[str]] = {}
+        self._lake_lock = threading.Lock()
+
+    def stop(self) -> None:
+        """Finish what is in flight, publish and commit it, then return from `run` (signal-safe)."""
+        self._stopping.set()
+
+    def run(
+        self,
+        idle_timeout_s: float | None = None,
+        on_progress: Callable[[RunStats], None] | None = None,
+    ) -> RunStats:
+        """Process records until `stop()`, or until nothing arrived for `idle_timeout_s`.
+
+        Time spent without partitions (joining a group, a rebalance) does not count as idle.
+        """
+        if self.stage.skip_if_done:
+            self._load_done_index()
+        consumer = self.bus.consumer(self.stage.name, list(self.stage.inputs))
+        producer = self.bus.producer()
+        last_activity = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                if self._fill(consumer) or self._held or not consumer.assignment():
+                    last_activity = time.monotonic()
+                if self._publish_ready(producer, consumer) and on_progress:
+                    on_progress(self.stats)
+                idle = time.monotonic() - last_activity
+                if idle_timeout_s is not None and not self._held and idle >= idle_timeout_s:
+                    break
+            self._drain(producer, consumer)
+            if on_progress:
+                on_progress(self.stats)
+        finally:
+            consumer.close()
+            producer.close()
+            if self._pool:
+                self._pool.shutdown(wait=True)
+        return self.stats
+
+    # -- window --------------------------------------------------------------------------
+
+    def _fill(self, consumer: Consumer) -> int:
+        """Poll for as many records as the window has room for and start them."""
+        room = self.config.batch_size - self._held
+        if room <= 0:
+            self._wait_for_any()
+            return 0
+        running = self._pool is not None and self._held > 0
+        timeout = 0.02 if running else self.config.poll_timeout_s
+        messages = consumer.poll(max_records=room, timeout_s=timeout)
+        for msg in messages:
+            key = (msg.topic, msg.partition)
+            self._window.setdefault(key, deque()).append((msg, self._submit(msg)))
+        self._held += len(messages)
+        self.stats.consumed += len(messages)
+        return len(messages)
+
+    def _submit(self, msg: Message) -> Future:
+        if self._pool is not None:
+            return self._pool.submit(self._handle, msg)
+        future: Future = Future()
+        future.set_result(self._handle(msg))
+        return future
+
+    def _wait_for_any(self) -> None:
+        pending = [f for q in self._window.values() for _, f in q if not f.done()]
+        if pending:
+            wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+
+    def _drain(self, producer: Producer, consumer: Consumer) -> None:
+        pending = [f for q in self._window.values() for _, f in q]
+        wait(pending)
+        self._publish_ready(producer, consumer)
+
+    def _take_ready(self) -> dict[TopicPartition, list[tuple[Message, list[Event]]]]:
+        """Per partition, the finished records at the head of the window, in offset order."""
+        ready: dict[TopicPartition, list[tuple[Message, list[Event]]]] = {}
+        for tp, queue in self._window.items():
+            while queue and queue[0][1].done():
+                msg, future = queue.popleft()
+                ready.setdefault(tp, []).append((msg, future.result()))
+        self._held -= sum(len(items) for items in ready.values())
+        return ready
+
+    # -- delivery: lake, then bus, then offsets ------------------------------------------
+
+    def _publish_ready(self, producer: Producer, consumer: Consumer) -> bool:
+        ready = self._take_ready()
+        if not ready:
+            return False
+        for (topic, partition), items in ready.items():
+            name = f"{self.stage.name}-{topic}-p{partition}-o{items[0][0].offset:012d}"
+            for out_topic, events in _by_topic(items).items():
+                with self._lake_lock:
+                    self.lake.write(out_topic, events, name=name)
+        for items in ready.values():
+            for _, outputs in items:
+                for event in outputs:
+                    producer.send(event.topic(), event.encode(), event.partition_key())
+                    self.stats.dead_letters += isinstance(event, DeadLetter)
+                self.stats.produced += len(outputs)
+        producer.flush()
+        try:
+            consumer.commit({tp: items[-1][0].offset + 1 for tp, items in ready.items()})
+        except CommitFailed as e:  # a rebalance: the new owner redoes these, with the same ids
+            log.warning("%s", e)
+        return True
+
+    # -- one record ----------------------------------------------------------------------
+
+    def _handle(self, msg: Message) -> list[Event]:
+        """Decode and process one record; any failure becomes a dead letter (record boundary)."""
+        event = None
+        try:
+            event = record_type(msg.topic).decode(msg.value)
+            prior = self._prior_outputs(event)
+            if prior:
+                return prior
+            outputs = self.stage.process(event)
+            self._check_outputs(outputs)
+            return outputs
+        except Exception as error:  # noqa: BLE001 - the record boundary: nothing escapes it
+            return [self._dead_letter(msg, event, error)]
+
+    def _check_outputs(self, outputs: list[Event]) -> None:
+        for event in outputs:
+            if event.topic() not in self.stage.outputs:
+                raise ValueError(
+                    f"stage {self.stage.name} emitted a {type(event).__name__} for topic "
+                    f"{event.topic()!r}, which is not among its outputs {self.stage.outputs}"
+                )
+
+    def _dead_letter(self, msg: Message, event: Event | None, error: Exception) -> DeadLetter:
+        return DeadLetter(
+            event_id=make_event_id(
+                DLQ_TOPIC, self.stage.name, msg.topic, msg.partition, msg.offset
+            ),
+            parent_ids=[event.event_id] if event else [],
+            stage=self.stage.name,
+            repo=event.repo if event else "",
+            commit=event.commit if event else "",
+            source_topic=msg.topic,
+            source_partition=msg.partition,
+            source_offset=msg.offset,
+            error_type=type(error).__name__,
+            error=str(error)[:_MAX_ERROR_CHARS],
+            payload=msg.value,
+        )
+
+    # -- "already done?" -----------------------------------------------------------------
+
+    def _load_done_index(self) -> None:
+        """Input event id -> output topics that already hold this stage's outputs for it."""
+        with self._lake_lock:
+            con = self.lake.connect()
+            for topic in self.stage.outputs:
+                if topic == DLQ_TOPIC:
+                    continue
+                rows = con.execute(
+                    f"SELECT DISTINCT unnest(parent_ids) FROM {table_name(topic)} WHERE stage = ?",
+                    [self.stage.name],
+                ).fetchall()
+                for (parent,) in rows:
+                    self._done_index.setdefault(parent, set()).add(topic)
+            con.close()
+
+    def _prior_outputs(self, event: Event) -> list[Event]:
+        topics = self._done_index.get(event.event_id)
+        if not topics:
+            return []
+        found: list[Event] = []
+        with self._lake_lock:
+            for topic in sorted(topics):
+                found += self.lake.read_events(
+                    topic,
+                    "list_contains(parent_ids, ?) AND stage = ?",
+                    [event.event_id, self.stage.name],
+                )
+            self.stats.skipped += bool(found)
+        return found  # empty when the file was since overwritten: then the work is redone
+
+
+def _by_topic(items: list[tuple[Message, list[Event]]]) -> dict[str, list[Event]]:
+    grouped: dict[str, list[Event]] = {}
+    for _, outputs in items:
+        for event in outputs:
+            grouped.setdefault(event.topic(), []).append(event)
+    return grouped

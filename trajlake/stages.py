@@ -1,0 +1,35 @@
+"""Where stages are found: built-in names, or `package.module:factory` for your own.
+
+A factory takes the resolved `Config` and returns a `Stage` (or is a `Stage` already).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from trajlake.config import Config
+from trajlake.errors import ConfigError
+from trajlake.stage import Stage
+
+#: built-in stage name -> "module:factory"; the SVG stages register here.
+BUILTIN: dict[str, str] = {}
+
+
+def load_stage(ref: str, config: Config) -> Stage:
+    """A built-in stage by name, or `module:attr` naming a Stage or a factory(config) -> Stage."""
+    target = BUILTIN.get(ref, ref)
+    module_name, sep, attr = target.partition(":")
+    if not sep:
+        known = ", ".join(sorted(BUILTIN)) or "(none yet)"
+        raise ConfigError(
+            f"unknown stage {ref!r}: built-in stages are {known}; "
+            "or name your own as package.module:factory"
+        )
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"cannot load stage {ref!r}: {e}") from None
+    stage = obj if isinstance(obj, Stage) else obj(config)
+    if not isinstance(stage, Stage):
+        raise ConfigError(f"{ref!r} gave a {type(stage).__name__}, not a trajlake Stage")
+    return stage
