@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from trajlake.bus.base import Bus, Consumer, Message, Producer, TopicPartition
+from trajlake.errors import CommitFailed, TopicNotFound
 
 
 class NamespacedBus:
@@ -44,7 +45,10 @@ class NamespacedBus:
         return _Producer(self._inner.producer(), self._prefix)
 
     def consumer(self, group: str, topics: list[str]) -> Consumer:
-        inner = self._inner.consumer(self._name(group), [self._name(t) for t in topics])
+        try:
+            inner = self._inner.consumer(self._name(group), [self._name(t) for t in topics])
+        except TopicNotFound as e:
+            raise TopicNotFound(e.topic[len(self._prefix) :]) from None
         return _Consumer(inner, self._prefix)
 
     def close(self) -> None:
@@ -57,7 +61,10 @@ class _Producer:
         self._prefix = prefix
 
     def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        self._inner.send(self._prefix + topic, value, key)
+        try:
+            self._inner.send(self._prefix + topic, value, key)
+        except TopicNotFound:
+            raise TopicNotFound(topic) from None  # the name the user knows
 
     def flush(self) -> None:
         self._inner.flush()
@@ -80,7 +87,10 @@ class _Consumer:
         ]
 
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self._inner.commit({(self._prefix + t, p): n for (t, p), n in offsets.items()})
+        try:
+            self._inner.commit({(self._prefix + t, p): n for (t, p), n in offsets.items()})
+        except CommitFailed as e:
+            raise CommitFailed([(t[self._cut :], p) for t, p in e.partitions]) from e
 
     def assignment(self) -> set[TopicPartition]:
         return {(t[self._cut :], p) for t, p in self._inner.assignment()}
