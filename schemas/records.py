@@ -39,6 +39,7 @@ class TaskEvent(Event):
     request: str = Field(description="the change request the agent receives")
     attempt: int = Field(1, ge=1, description="1 for the first request, 2-3 for re-draws")
     seed: int = 0
+    unparsed_files: int = Field(0, description="files at this commit that did not parse")
 
 
 class RolloutEvent(Event):
@@ -54,6 +55,8 @@ class RolloutEvent(Event):
     messages_json: str = Field("[]", description="full message list, tool calls included (JSON)")
     tools_json: str = Field("[]", description="tool schemas the agent was offered (JSON)")
     patch: str = Field("", description="git diff --binary of the checkout at the end")
+    reference_patch: str = Field("", description="t2: P1, carried from the PR for the verifier")
+    t1_id: str = Field("", description="t2: the rollout 1 whose PR this reproduces")
     exit_status: str = Field(description="Submitted, LimitsExceeded, TimeoutError, …")
     error: str = ""
     steps: int = 0

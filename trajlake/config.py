@@ -61,8 +61,20 @@ class TeacherConfig(_Frozen):
     api_key_env: str = Field(
         "OPENAI_API_KEY", description="environment variable holding the API key (never stored)"
     )
+    endpoint_kind: str = Field(
+        "openai-compatible", description="vllm, sglang, openai, double, …: part of the teacher id"
+    )
     temperature: float = Field(0.6, description="sampling temperature")
+    top_p: float = Field(1.0, description="nucleus sampling")
     max_tokens: int = Field(4096, description="most completion tokens per call")
+    prompt_version: str = Field("v1", description="version of trajlake's prompt templates")
+    timeout_s: float = Field(120, description="one HTTP call longer than this is retried")
+    max_retries: int = Field(4, ge=0, description="retries with backoff on 5xx, timeouts, drops")
+    usd_per_mtok_in: float = Field(0.0, description="price per million prompt tokens")
+    usd_per_mtok_out: float = Field(0.0, description="price per million completion tokens")
+    budget_tokens: int = Field(
+        0, ge=0, description="stop starting work before this many tokens are spent (0: no cap)"
+    )
 
 
 class SandboxConfig(_Frozen):
@@ -74,12 +86,50 @@ class SandboxConfig(_Frozen):
     memory_mb: int = Field(2048, description="memory limit per command")
 
 
+class AgentConfig(_Frozen):
+    step_limit: int = Field(115, ge=1, description="most model calls per rollout")
+    wall_time_s: float = Field(1800, description="a rollout running longer ends TimeExceeded")
+    token_limit: int = Field(400_000, description="most tokens (in + out) per rollout")
+    no_progress_s: float = Field(
+        600, description="a rollout with no step for this long is abandoned and re-queued"
+    )
+    max_requeues: int = Field(2, ge=0, description="re-queues of an abandoned rollout")
+    max_attempts: int = Field(3, ge=1, description="rollout 1: new requests after a 'no'")
+    output_chars: int = Field(10_000, description="tool output beyond this is cut in the middle")
+
+
+class SamplerConfig(_Frozen):
+    mode: str = Field("all", description="all | changed | N (a number: N functions per commit)")
+    seed: int = Field(0, description="same seed, same tasks")
+    skip: list[str] = Field(
+        default_factory=lambda: ["test_*.py", "*_test.py", "tests/*", "*/tests/*", "conftest.py"],
+        description="glob patterns of files that are never sampled",
+    )
+
+
+class FilterConfig(_Frozen):
+    tokenizer: str = Field(
+        "", description="student tokenizer: a directory or tokenizer.json (empty: whitespace)"
+    )
+    budgets: list[int] = Field(default_factory=lambda: [32768], description="context budgets")
+
+
+class PrWriterConfig(_Frozen):
+    demos: str = Field(
+        "", description="JSONL of demonstration PRs ({title, body}); empty: from git history"
+    )
+
+
 class Config(_Frozen):
     bus: BusConfig = BusConfig()
     lake: LakeConfig = LakeConfig()
     runner: RunnerConfig = RunnerConfig()
     teacher: TeacherConfig = TeacherConfig()
     sandbox: SandboxConfig = SandboxConfig()
+    agent: AgentConfig = AgentConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    filter: FilterConfig = FilterConfig()
+    pr_writer: PrWriterConfig = PrWriterConfig()
 
     def hash(self) -> str:
         """A short, stable hash of the resolved config, saved with every output."""
