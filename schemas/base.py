@@ -48,6 +48,7 @@ class Event(BaseModel):
     schema_version: int = Field(1, description="version of this record type's schema")
     stage: str = Field(min_length=1, description="the stage or producer that made it")
     repo: str = Field("", description="repository the work is about (its registered name)")
+    repo_url: str = Field("", description="where the repository is read from (path or URL)")
     commit: str = Field("", description="commit sha the work starts from")
     teacher_id: str = Field("", description="stable id of the teacher (model, sampling, prompts)")
     config_hash: str = Field("", description="hash of the resolved trajlake config")

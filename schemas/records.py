@@ -52,7 +52,12 @@ class RolloutEvent(Event):
     pr_id: str = Field("", description="t2 only: the PR the agent was given")
     attempt: int = Field(1, ge=1)
     request: str = Field(description="what the agent was asked (task request or PR text)")
-    messages_json: str = Field("[]", description="full message list, tool calls included (JSON)")
+    messages_json: str = Field(
+        "[]",
+        description="OpenAI-format messages (JSON): role, content, and for assistant turns "
+        "reasoning_content and tool_calls [{id, type, function: {name, arguments}}]; "
+        "tool results have role tool and tool_call_id",
+    )
     tools_json: str = Field("[]", description="tool schemas the agent was offered (JSON)")
     patch: str = Field("", description="git diff --binary of the checkout at the end")
     reference_patch: str = Field("", description="t2: P1, carried from the PR for the verifier")
