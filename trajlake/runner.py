@@ -25,6 +25,7 @@ from trajlake.bus import Bus, Consumer, Message, Producer, TopicPartition
 from trajlake.config import RunnerConfig
 from trajlake.errors import CommitFailed
 from trajlake.lake import Lake
+from trajlake.redact import Redactor
 from trajlake.schemas import DeadLetter, Event, make_event_id, record_type, table_name
 from trajlake.stage import Stage
 
@@ -57,6 +58,7 @@ class StageRunner:
         self._held = 0
         self._done_index: dict[str, set[str]] = {}
         self._lake_lock = threading.Lock()
+        self._redactor = Redactor()
 
     def stop(self) -> None:
         """Finish what is in flight, publish and commit it, then return from `run` (signal-safe)."""
@@ -176,7 +178,7 @@ class StageRunner:
                 return prior
             outputs = self.stage.process(event)
             self._check_outputs(outputs)
-            return outputs
+            return [self._redactor.redact_event(e) for e in outputs]
         except Exception as error:  # noqa: BLE001 - the record boundary: nothing escapes it
             return [self._dead_letter(msg, event, error)]
 
