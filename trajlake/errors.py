@@ -43,3 +43,15 @@ class CommitFailed(BusError):
 
 class LakeError(TrajlakeError):
     """The lake cannot be read or written as asked."""
+
+
+class TeacherError(TrajlakeError):
+    """The teacher endpoint could not answer a chat request."""
+
+
+class BudgetExceeded(TeacherError):
+    """A teacher call was refused before sending because it could overrun the token budget."""
+
+
+class SandboxError(TrajlakeError):
+    """A sandbox for rollout commands cannot be opened or used as asked."""
