@@ -41,7 +41,7 @@ def process(event: Event) -> list[Event]:
     ]
 
 
-STAGE = Stage(name=NAME, inputs=("commits",), outputs=("tasks",), process=process)
+STAGE = Stage(name=NAME, inputs=("commits",), outputs=("tasks",), process=process, concurrent=True)
 
 
 def commit_event(i: int, repo: str = "demo/repo", message: str = "") -> CommitEvent:

@@ -85,7 +85,7 @@ def test_concurrent_records_are_published_in_input_order_per_partition(setup):
         time.sleep(0.002 * (40 - int(event.commit, 16)))
         return STAGE.process(event)
 
-    stage = Stage("echo", STAGE.inputs, STAGE.outputs, slow_first)
+    stage = Stage("echo", STAGE.inputs, STAGE.outputs, slow_first, concurrent=True)
     produce(bus, "commits", [c.encode() for c in commits], [c.partition_key() for c in commits])
     run_until_idle(stage, config, bus, lake, concurrency=8, batch_size=16)
 

@@ -6,9 +6,10 @@ the bus before the input offsets are committed, output ids are deterministic, la
 derived from the input partition and first offset (a re-run overwrites the same file), and the
 lake views deduplicate by `event_id`. A crash at any point is recovered by restarting.
 
-Records are processed in a window: up to `batch_size` records are held at once, `concurrency`
-of them running in threads; each partition's finished prefix is published in input order while
-the rest keep running, so one slow rollout does not idle the others.
+Records are processed in a window: up to `batch_size` records are held at once, and for a
+stage marked `concurrent`, `concurrency` of them run in threads; each partition's finished
+prefix is published in input order while the rest keep running, so one slow rollout does not
+idle the others.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class StageRunner:
         self.config = config
         self.stats = RunStats()
         self._stopping = threading.Event()
-        self._pool = ThreadPoolExecutor(config.concurrency) if config.concurrency > 1 else None
+        threads = config.concurrency if stage.concurrent else 1
+        self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
         self._window: dict[TopicPartition, deque[tuple[Message, Future]]] = {}
         self._held = 0
         self._done_index: dict[str, set[str]] = {}

@@ -22,6 +22,8 @@ class Stage:
         process: the work; raising turns the input into a dead letter, the stage goes on.
         skip_if_done: before calling `process`, look in the lake for outputs this stage already
             made from the same input, and re-emit those instead. For expensive stages (rollouts).
+        concurrent: run `runner.concurrency` records at once in threads; for stages that wait
+            on the teacher. `process` must then be thread-safe.
     """
 
     name: str
@@ -29,3 +31,4 @@ class Stage:
     outputs: tuple[str, ...]
     process: Callable[[Event], list[Event]]
     skip_if_done: bool = False
+    concurrent: bool = False
