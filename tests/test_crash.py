@@ -63,7 +63,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(bus_config, tmp_
     rng = random.Random(1234)
     for _ in range(KILLS):
         before = committed()
-        proc = start_stage(config_file)
+        proc = start_stage(config_file, sleep_s=0.03)
         deadline = time.monotonic() + 60
         while committed() == before and proc.poll() is None:  # kill only once it is working
             assert time.monotonic() < deadline, "the stage made no progress"
