@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trajlake.errors import ConfigError
 
@@ -49,7 +49,7 @@ class RunnerConfig(_Frozen):
     batch_size: int = Field(500, ge=1, description="most records taken per poll")
     poll_timeout_s: float = Field(1.0, gt=0, description="how long a poll waits for records")
     concurrency: int = Field(
-        1, ge=1, description="records processed at once (threads); raise it for rollouts"
+        8, ge=1, description="records processed at once by stages marked concurrent (rollouts)"
     )
 
 
@@ -82,8 +82,17 @@ class SandboxConfig(_Frozen):
         "bubblewrap", description="where rollout commands run; local needs allow_unsafe_local"
     )
     allow_unsafe_local: bool = Field(False, description="opt in to running commands unsandboxed")
-    command_timeout_s: float = Field(60, description="a command running longer is killed")
-    memory_mb: int = Field(2048, description="memory limit per command")
+    command_timeout_s: float = Field(
+        60, gt=0, description="a command running longer is killed, with every process it started"
+    )
+    memory_mb: int = Field(
+        2048, ge=1, description="memory per command: address space (ulimit -v); docker --memory"
+    )
+    cpu_time_s: int = Field(0, ge=0, description="CPU seconds per process (ulimit -t; 0: no limit)")
+    max_output_bytes: int = Field(
+        1_000_000, ge=1024, description="output beyond this is cut out of the middle of a result"
+    )
+    image: str = Field("python:3.11-slim", description="docker: the image commands run in")
 
 
 class AgentConfig(_Frozen):
@@ -96,6 +105,19 @@ class AgentConfig(_Frozen):
     max_requeues: int = Field(2, ge=0, description="re-queues of an abandoned rollout")
     max_attempts: int = Field(3, ge=1, description="rollout 1: new requests after a 'no'")
     output_chars: int = Field(10_000, description="tool output beyond this is cut in the middle")
+    trajectories: str = Field(
+        "trajlake-data/trajectories", description="each rollout's steps, saved as they happen"
+    )
+
+
+class ProducerConfig(_Frozen):
+    registry: str = Field(
+        "trajlake-data/repos.db", description="SQLite file listing the registered repositories"
+    )
+    mirrors: str = Field(
+        "trajlake-data/mirrors", description="bare mirrors of repositories registered by URL"
+    )
+    interval_s: float = Field(60, gt=0, description="`trajlake watch`: seconds between polls")
 
 
 class SamplerConfig(_Frozen):
@@ -103,8 +125,23 @@ class SamplerConfig(_Frozen):
     seed: int = Field(0, description="same seed, same tasks")
     skip: list[str] = Field(
         default_factory=lambda: ["test_*.py", "*_test.py", "tests/*", "*/tests/*", "conftest.py"],
-        description="glob patterns of files that are never sampled",
+        description="glob patterns of files that are never sampled; a pattern without / "
+        "matches the file name, one with / the whole path (* crosses /)",
     )
+    skip_trivial: bool = Field(
+        True,
+        description="skip functions whose body (docstring aside) is one pass, ..., "
+        "raise NotImplementedError, or return of a constant, name or attribute",
+    )
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _check_mode(cls, value: object) -> object:
+        text = str(value).strip() if isinstance(value, int | str) else value
+        numeric = isinstance(text, str) and text.isdigit() and int(text) >= 1
+        if isinstance(text, str) and text not in ("all", "changed") and not numeric:
+            raise ValueError(f"mode {text!r} must be all, changed or a positive number N")
+        return text
 
 
 class FilterConfig(_Frozen):
@@ -130,6 +167,7 @@ class Config(_Frozen):
     sampler: SamplerConfig = SamplerConfig()
     filter: FilterConfig = FilterConfig()
     pr_writer: PrWriterConfig = PrWriterConfig()
+    producer: ProducerConfig = ProducerConfig()
 
     def hash(self) -> str:
         """A short, stable hash of the resolved config, saved with every output."""
