@@ -146,7 +146,7 @@ class SamplerConfig(_Frozen):
 
 class FilterConfig(_Frozen):
     tokenizer: str = Field(
-        "", description="student tokenizer: a directory or tokenizer.json (empty: whitespace)"
+        "", description="student tokenizer: a directory or tokenizer.json (empty: a regex count)"
     )
     budgets: list[int] = Field(default_factory=lambda: [32768], description="context budgets")
 
