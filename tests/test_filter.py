@@ -222,7 +222,7 @@ def test_stage_on_a_rollout(tokenizer_dir: Path) -> None:
     assert isinstance(out, SampleEvent)
     tid = tokenizer_id(tokenizer_dir)
     assert out.tokenizer == tid and tid.startswith("tiny@")
-    assert out.event_id == make_event_id(rollout.event_id, "filter", tid)
+    assert out.event_id == make_event_id(rollout.event_id, "filter", tid, 40, 10**6)
     assert out.parent_ids == [rollout.event_id] and out.rollout_id == rollout.event_id
     lineage = ("repo", "repo_url", "commit", "teacher_id", "config_hash", "scaffold_id")
     assert {k: getattr(out, k) for k in lineage} == {k: getattr(rollout, k) for k in lineage}
