@@ -102,18 +102,21 @@ def render(files: list[FilePatch]) -> str:
 
 
 def naive_lines(patch: str) -> list[str]:
-    lines = []
-    for line in patch.splitlines():
-        if line.startswith("+++") or line.startswith("---"):
-            continue
-        if line.startswith("+") or line.startswith("-"):
-            line = line.rstrip()
-            if len(line) > 1:
-                lines.append(line)
-    return lines
+    """The usual way: every '+'/'-' line but '+++'/'---', trailing space cut, blanks dropped.
+
+    Wrong for content lines starting with '--' or '++' (printed '---'/'+++', taken for file
+    headers), which is why the pairs here never contain them.
+    """
+    lines = [
+        line.rstrip()
+        for line in patch.splitlines()
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
+    return [line for line in lines if line[1:]]
 
 
 def naive_match(lines1: list[str], lines2: list[str]) -> int:
+    """Scan and remove: each P1 line takes the first equal P2 line still unused."""
     remaining = list(lines2)
     matched = 0
     for line in lines1:

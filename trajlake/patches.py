@@ -24,8 +24,9 @@ from trajlake.errors import TrajlakeError
 #: a line starting "@@" and the ' ', '+', '-' lines after it. Groups: " " when it is a valid
 #: hunk header ("" when not), old count, new count (absent means 1), the lines.
 _HUNK = re.compile(r"\n@@(?:( )-\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@)?[^\n]*+((?:\n[ +\-][^\n]*+)*+)")
-#: a changed line (after its "\n"): the sign and content up to its last non-space character
-_CHANGED = re.compile(r"\n([+-][^\n]*\S)[^\S\n]*")
+#: a changed line (after its "\n"): the sign and content up to its last non-space character;
+#: the trailing whitespace is left for the next search to skip (no tail group: measured faster)
+_CHANGED = re.compile(r"\n([+-][^\n]*\S)")
 #: a valid hunk header line, for the general path
 _HEADER = re.compile(r"@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
 #: what makes a patch without hunks (binary, mode or rename only, empty new file) a diff
