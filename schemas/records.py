@@ -60,6 +60,7 @@ class RolloutEvent(Event):
     )
     tools_json: str = Field("[]", description="tool schemas the agent was offered (JSON)")
     patch: str = Field("", description="git diff --binary of the checkout at the end")
+    patch_hash: str = Field("", description="hash of the patch with line-end whitespace removed")
     reference_patch: str = Field("", description="t2: P1, carried from the PR for the verifier")
     t1_id: str = Field("", description="t2: the rollout 1 whose PR this reproduces")
     exit_status: str = Field(description="Submitted, LimitsExceeded, TimeoutError, …")

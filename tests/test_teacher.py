@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from trajlake.config import TeacherConfig
+from trajlake.consumers.scaffold import SUBMIT_MARKER
 from trajlake.errors import BudgetExceeded, TeacherError
 from trajlake.teacher import Budget, Teacher, UsageMeter, teacher_id
 from trajlake.teacher import double as double_module
@@ -438,7 +439,7 @@ def play(teacher: Teacher, request: str, checkout: Path) -> list[dict[str, Any]]
     for _ in range(10):
         reply = teacher.chat(messages)
         messages += [reply.message, *run_tool_calls(reply.message, checkout)]
-        if not reply.tool_calls:
+        if not reply.tool_calls or SUBMIT_MARKER in json.dumps(reply.tool_calls):
             return messages
     raise AssertionError("the demo agent did not finish in 10 turns")
 
@@ -455,20 +456,20 @@ def test_the_demo_script_plays_t1_self_eval_pr_and_t2(tmp_path: Path) -> None:
     subprocess.run([*git, "commit", "-qm", "add"], cwd=repo, check=True)
     with serve(demo_script_path()) as server:
         with Teacher(TeacherConfig(base_url=server.url)) as teacher:
-            messages = play(teacher, "Improve the function `target` in pkg/mod.py.", repo)
+            messages = play(teacher, "Improve `target` in `pkg/mod.py`.", repo)
             verdict = teacher.chat(
                 user("Is the change aligned with the request? Answer yes or no.")
             )
             pr = teacher.chat(
-                user(f"Write a pull request for this work:\n{messages[0]['content']}")
+                user(f"Write a pull request description for:\n{messages[0]['content']}")
             )
             git_diff = subprocess.run(["git", "diff"], cwd=repo, capture_output=True, text=True)
             subprocess.run(["git", "checkout", "-q", "."], cwd=repo, check=True)
             play(teacher, pr.content, repo)  # rollout 2 from the PR text alone
-        assert server.stats() == {"agent": 8, "self_eval": 1, "pr_writer": 1}
+        assert server.stats() == {"agent_t1": 4, "agent_t2_full": 3, "self_eval": 1, "pr_writer": 1}
     assert "+    # Note: target was reviewed" in git_diff.stdout
-    assert "diff --git" in messages[-2]["content"]  # the agent's own `git diff` step
-    assert verdict.content == "yes" and verdict.reasoning
+    assert any("diff --git" in m["content"] for m in messages if m["role"] == "tool")
+    assert verdict.content.startswith("yes") and verdict.reasoning
     assert "`target`" in pr.content and "pkg/mod.py" in pr.content
     t2_diff = subprocess.run(["git", "diff"], cwd=repo, capture_output=True, text=True).stdout
     assert t2_diff == git_diff.stdout
@@ -499,7 +500,8 @@ def test_the_command_prints_its_url_and_stops_on_sigterm() -> None:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
         with Teacher(TeacherConfig(base_url=url)) as teacher:
-            assert teacher.chat(user("Answer yes or no.")).content == "yes"  # the demo script
+            reply = teacher.chat(user("Answer yes or no."))
+            assert reply.content.startswith("yes")  # the demo script
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:

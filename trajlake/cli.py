@@ -7,6 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
+from trajlake.commands import pipeline
 from trajlake.config import Config, load_config
 from trajlake.errors import TrajlakeError
 
@@ -20,9 +21,19 @@ How it fits together:
   verdicts → samples (+ replay, dlq).  Each topic is also a lake table / DuckDB view
   (dots become underscores: rollouts.t1 → rollouts_t1).
 
+Start here:
+  trajlake demo                                the whole pipeline on a generated repository,
+                                               a scripted teacher and the embedded bus
 Typical session:
+  trajlake repo add PATH_OR_URL                register a repository (--branch, --backfill K)
+  trajlake repo list                           registered repositories, last commit emitted
   trajlake topics create                       create every topic (needed on kafka)
-  trajlake stage NAME                          run one stage as its own process
+  trajlake watch                               emit new commits to the commits topic (--once)
+  trajlake run                                 emit new commits, run every stage until done
+                                               (--follow: keep going as commits arrive)
+  trajlake status                              each stage's lag and each table's rows
+  trajlake stage NAME                          run one stage as its own process, e.g.
+                                               `trajlake stage function_sampler` (commits → tasks)
   trajlake sql "SELECT stage, count(*) FROM dlq GROUP BY 1"
                                                query the lake
   trajlake lake compact                        merge small lake files (results unchanged)
@@ -31,6 +42,9 @@ Typical session:
 Configuration comes from trajlake.yaml (or --config FILE), with overrides such as
   --set bus.kind=kafka --set bus.bootstrap_servers=broker:9092 --set runner.concurrency=16
 """
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stage.set_defaults(func=cmd_stage)
 
+    _add_repo_parsers(sub)
+
     sql = sub.add_parser("sql", help="run SQL against the lake views")
     sql.add_argument("query", help='e.g. "SELECT count(*) FROM tasks"')
     sql.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
@@ -84,12 +100,42 @@ def build_parser() -> argparse.ArgumentParser:
     csub.add_parser("show", help="print it as YAML, with its hash").set_defaults(
         func=cmd_config_show
     )
+    pipeline.add_parsers(sub)
     return parser
+
+
+def _add_repo_parsers(sub: argparse._SubParsersAction) -> None:
+    repo = sub.add_parser("repo", help="register the repositories whose commits are used")
+    rsub = repo.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = rsub.add_parser("add", help="register a local repository (path) or a remote one (URL)")
+    add.add_argument("source", metavar="PATH_OR_URL", help="a clone's root, or a git URL")
+    add.add_argument("--branch", default="main", help="branch to follow (default: main)")
+    add.add_argument("--name", help="name used in events and the lake (default: from the path)")
+    add.add_argument(
+        "--backfill",
+        type=int,
+        default=1,
+        metavar="K",
+        help="the first poll emits the last K commits (default 1: the branch head)",
+    )
+    add.set_defaults(func=cmd_repo_add)
+    rsub.add_parser("list", help="registered repositories").set_defaults(func=cmd_repo_list)
+
+    watch = sub.add_parser(
+        "watch", help="emit new commits of registered repositories (SIGTERM stops cleanly)"
+    )
+    watch.add_argument(
+        "--interval", type=float, metavar="S", help="seconds between polls (producer.interval_s)"
+    )
+    watch.add_argument("--once", action="store_true", help="poll every repository once and exit")
+    watch.set_defaults(func=cmd_watch)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if not getattr(args, "needs_config", True):  # builds its own (demo, teacher-double)
+            return args.func(args, args.overrides) or 0
         config = load_config(args.config, args.overrides)
         return args.func(args, config) or 0
     except TrajlakeError as e:
@@ -164,6 +210,61 @@ def cmd_stage(args: argparse.Namespace, config: Config) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def cmd_repo_add(args: argparse.Namespace, config: Config) -> int:
+    from trajlake.repos import Registry
+
+    registry = Registry(config.producer.registry, config.producer.mirrors)
+    repo = registry.add(args.source, args.branch, args.name, args.backfill)
+    print(
+        f"registered {repo.name}: {repo.url} ({repo.branch}); the first `trajlake watch` "
+        f"emits its last {repo.backfill} commit(s)"
+    )
+    return 0
+
+
+def cmd_repo_list(args: argparse.Namespace, config: Config) -> int:
+    from trajlake.repos import Registry
+
+    repos = Registry(config.producer.registry, config.producer.mirrors).list()
+    print(f"{'name':<24} {'branch':<16} {'last emitted':<12}  url")
+    for r in repos:
+        print(f"{r.name:<24} {r.branch:<16} {(r.last_emitted or '-')[:12]:<12}  {r.url}")
+    if not repos:
+        print("no repositories yet: trajlake repo add PATH_OR_URL", file=sys.stderr)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace, config: Config) -> int:
+    import threading
+
+    from trajlake.producers.commits import PollResult, watch
+    from trajlake.repos import Registry
+
+    if not Registry(config.producer.registry, config.producer.mirrors).list():
+        print("no repositories registered yet: trajlake repo add PATH_OR_URL", file=sys.stderr)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS}
+    failed: list[str] = []
+
+    def report(result: PollResult) -> None:
+        if result.error:
+            failed.append(result.repo)
+            print(f"{result.repo}: {result.error}", file=sys.stderr)
+        elif result.emitted:
+            print(
+                f"{result.repo}: {len(result.emitted)} new commit(s), up to "
+                f"{result.emitted[-1][:12]}",
+                file=sys.stderr,
+            )
+
+    try:
+        watch(config, args.interval, once=args.once, stop_event=stop, on_poll=report)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 1 if failed and args.once else 0
 
 
 def cmd_sql(args: argparse.Namespace, config: Config) -> int:

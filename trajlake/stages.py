@@ -11,8 +11,15 @@ from trajlake.config import Config
 from trajlake.errors import ConfigError
 from trajlake.stage import Stage
 
-#: built-in stage name -> "module:factory"; the SVG stages register here.
-BUILTIN: dict[str, str] = {}
+#: built-in stage name -> "module:factory", in pipeline order.
+BUILTIN: dict[str, str] = {
+    "function_sampler": "trajlake.consumers.function_sampler:make_stage",
+    "rollout1": "trajlake.consumers.rollout:make_rollout1",
+    "pr_writer": "trajlake.consumers.pr_writer:make_stage",
+    "rollout2": "trajlake.consumers.rollout:make_rollout2",
+    "verifier": "trajlake.consumers.verifier:make_stage",
+    "filter": "trajlake.consumers.filter:make_stage",
+}
 
 
 def load_stage(ref: str, config: Config) -> Stage:

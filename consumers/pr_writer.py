@@ -1,0 +1,185 @@
+"""PR writer stage: rollouts.t1 → prs (SVG step 3).
+
+The teacher turns rollout 1 (its request, the commands it ran to reproduce the problem, its
+patch) into a pull-request description written in the style and length of a demonstration
+PR, without giving away the fix. Demonstrations come from `pr_writer.demos` (JSONL of
+{id, title, body}), else from the repository's own history (commit messages with a body),
+else from the defaults shipped here. The `prs` event carries P1 for rollout 2 and the verifier.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from trajlake.config import Config
+from trajlake.consumers import scaffold
+from trajlake.errors import ConfigError
+from trajlake.patches import changed_lines
+from trajlake.repos import local_git_dir
+from trajlake.schemas import Event, PrEvent, RolloutEvent, make_event_id
+from trajlake.stage import Stage
+from trajlake.teacher.client import Teacher, UsageMeter
+
+MIN_BODY_CHARS = 120  # a commit body shorter than this says too little to imitate
+MAX_COMMANDS = 20
+
+PR_PROMPT = """\
+Write a pull request description for a change to this repository.
+
+Imitate the style and length of this example pull request:
+<example>
+# {demo_title}
+
+{demo_body}
+</example>
+
+What the change is about (the original request):
+<request>
+{request}
+</request>
+
+Commands the developer ran while investigating:
+<commands>
+{commands}
+</commands>
+
+The patch (for your understanding only):
+<patch>
+{patch}
+</patch>
+
+Describe the problem, its symptoms and how to reproduce it, as the example does. Do NOT reveal \
+the fix: no code from the patch, no description of the exact edit. Reply with the title on the \
+first line, then the body."""
+
+
+@dataclass(frozen=True)
+class Demo:
+    id: str
+    title: str
+    body: str
+
+
+def read_demos(path: Path) -> list[Demo]:
+    demos = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            demos.append(
+                Demo(str(row.get("id", f"{path.name}:{number}")), row["title"], row["body"])
+            )
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ConfigError(
+                f"{path}:{number}: a demo needs JSON with title and body ({e})"
+            ) from None
+    return demos
+
+
+def default_demos() -> list[Demo]:
+    return read_demos(Path(str(resources.files("trajlake.consumers") / "demos" / "default.jsonl")))
+
+
+@cache
+def history_demos(repo_dir: Path, commit: str, limit: int = 200) -> tuple[Demo, ...]:
+    """Commit messages with a substantial body, up to `commit`, as demonstrations."""
+    log = subprocess.run(
+        ["git", "-C", str(repo_dir), "log", f"-n{limit}", "--format=%H%x00%s%x00%b%x1e", commit],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    demos = []
+    for entry in log.split("\x1e"):
+        sha, _, rest = entry.strip().partition("\x00")
+        title, _, body = rest.partition("\x00")
+        if len(body.strip()) >= MIN_BODY_CHARS:
+            demos.append(Demo(sha[:12], title.strip(), body.strip()))
+    return tuple(demos)
+
+
+def commands_run(messages_json: str) -> list[str]:
+    """The bash commands rollout 1 ran, in order (its reproduction steps among them)."""
+    commands = []
+    for message in json.loads(messages_json):
+        for call in message.get("tool_calls") or []:
+            try:
+                command = json.loads(call["function"]["arguments"]).get("command", "")
+            except (json.JSONDecodeError, KeyError, AttributeError):
+                continue
+            if command and command.strip() != f"echo {scaffold.SUBMIT_MARKER}":
+                commands.append(command)
+    return commands[:MAX_COMMANDS]
+
+
+def without_fix(text: str, patch: str) -> str:
+    """Drop any line of the PR that repeats an added line of the patch (the fix leaking)."""
+    added = {line[1:].strip() for line in changed_lines(patch) if line.startswith("+")}
+    added.discard("")
+    return "\n".join(line for line in text.splitlines() if line.strip() not in added).strip()
+
+
+def wants_pr(t1: RolloutEvent) -> bool:
+    """Only aligned, new, finished rollouts with a patch go on to rollout 2."""
+    return (
+        t1.self_eval == "yes"
+        and not t1.duplicate
+        and t1.exit_status == "Submitted"
+        and t1.patch.strip() != ""
+    )
+
+
+class PrWriter:
+    def __init__(self, config: Config):
+        self.config = config
+        self.teacher = Teacher(config.teacher, scaffold.scaffold_id(), usage=UsageMeter())
+        self.fixed = read_demos(Path(config.pr_writer.demos)) if config.pr_writer.demos else None
+
+    def demo_for(self, t1: RolloutEvent) -> Demo:
+        demos = self.fixed
+        if demos is None:
+            repo_dir = local_git_dir(t1.repo_url, self.config.producer.mirrors, t1.commit)
+            demos = list(history_demos(repo_dir, t1.commit)) or default_demos()
+        return demos[int(t1.event_id[:8], 16) % len(demos)]  # deterministic per rollout
+
+    def process(self, event: Event) -> list[Event]:
+        if not isinstance(event, RolloutEvent) or not wants_pr(event):
+            return []
+        demo = self.demo_for(event)
+        prompt = PR_PROMPT.format(
+            demo_title=demo.title,
+            demo_body=demo.body,
+            request=event.request,
+            commands="\n".join(commands_run(event.messages_json)) or "(none)",
+            patch=event.patch,
+        )
+        reply = self.teacher.chat([{"role": "user", "content": prompt}], purpose="pr_writer")
+        return [
+            PrEvent(
+                event_id=make_event_id(event.event_id, "pr_writer", self.teacher.teacher_id),
+                parent_ids=[event.event_id],
+                stage="pr_writer",
+                repo=event.repo,
+                repo_url=event.repo_url,
+                commit=event.commit,
+                teacher_id=self.teacher.teacher_id,
+                config_hash=self.config.hash(),
+                scaffold_id=event.scaffold_id,
+                task_id=event.task_id,
+                t1_id=event.event_id,
+                pr_text=without_fix(reply.message.get("content") or "", event.patch),
+                p1_patch=event.patch,
+                demo_id=demo.id,
+            )
+        ]
+
+
+def make_stage(config: Config) -> Stage:
+    writer = PrWriter(config)
+    return Stage("pr_writer", ("rollouts.t1",), ("prs",), writer.process, concurrent=True)

@@ -1,0 +1,233 @@
+"""Rollout stages: rollout1 (tasks → rollouts.t1) and rollout2 (prs → rollouts.t2).
+
+Rollout 1 runs the agent on a task's change request, asks the teacher whether the change is
+aligned with the request, and on "no" tries again with a newly drawn request (up to
+`agent.max_attempts`); every attempt is a row. A patch already seen for the same repository is
+marked duplicate and goes no further. Rollout 2 runs the agent on the PR text alone, from the
+same commit, and carries P1 along for the verifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from trajlake.config import Config
+from trajlake.consumers import scaffold
+from trajlake.consumers.agent import AgentResult, run_agent
+from trajlake.consumers.function_sampler import redraw
+from trajlake.lake import Lake
+from trajlake.repos import local_git_dir
+from trajlake.sandbox import Sandbox, open_sandbox
+from trajlake.schemas import Event, PrEvent, RolloutEvent, TaskEvent, make_event_id
+from trajlake.stage import Stage
+from trajlake.teacher.client import Teacher, UsageMeter
+
+log = logging.getLogger(__name__)
+
+SELF_EVAL_PROMPT = """\
+A coding agent was given this request:
+
+<request>
+{request}
+</request>
+
+It produced this patch:
+
+<patch>
+{patch}
+</patch>
+
+Is the change aligned with the request? Answer yes or no, then one sentence why."""
+
+
+@dataclass
+class Rollouts:
+    """What a rollout stage keeps between records: teacher, ids, and the patches seen."""
+
+    config: Config
+    teacher: Teacher
+    patches: PatchRegistry
+
+    @classmethod
+    def create(cls, config: Config) -> Rollouts:
+        teacher = Teacher(config.teacher, scaffold.scaffold_id(), usage=UsageMeter())
+        return cls(config, teacher, PatchRegistry.from_lake(Lake(config.lake.root)))
+
+    def run(self, event: Event, rollout_id: str, request: str) -> tuple[AgentResult, str, str]:
+        """The agent on a fresh checkout of the event's commit: (result, patch, sandbox kind)."""
+        repo_dir = local_git_dir(event.repo_url, self.config.producer.mirrors, event.commit)
+        taken: dict[str, str] = {}
+
+        def keep_patch(sandbox: Sandbox, _: AgentResult) -> None:
+            taken["patch"], taken["kind"] = sandbox.diff(), sandbox.kind
+
+        trajectory = Path(self.config.agent.trajectories) / f"{rollout_id}.json"
+        result = run_agent(
+            self.teacher,
+            lambda: open_sandbox(self.config.sandbox, repo_dir, event.commit),
+            request,
+            self.config.agent,
+            trajectory_file=trajectory,
+            on_sandbox_done=keep_patch,
+        )
+        return result, taken.get("patch", ""), taken.get("kind", self.config.sandbox.kind)
+
+    def self_evaluate(self, request: str, patch: str) -> str:
+        """The teacher's yes/no on whether the patch addresses the request."""
+        prompt = SELF_EVAL_PROMPT.format(request=request, patch=patch)
+        reply = self.teacher.chat([{"role": "user", "content": prompt}], purpose="self_eval")
+        answer = re.search(r"\b(yes|no)\b", (reply.message.get("content") or "").lower())
+        return answer.group(1) if answer else "no"
+
+    def record(
+        self,
+        event: Event,
+        rollout: str,
+        attempt: int,
+        request: str,
+        result: AgentResult,
+        patch: str,
+        sandbox: str,
+        **fields: object,
+    ) -> RolloutEvent:
+        return RolloutEvent(
+            event_id=make_event_id(
+                event.event_id, f"rollout{rollout[1]}", self.teacher.teacher_id, attempt
+            ),
+            parent_ids=[event.event_id],
+            stage=f"rollout{rollout[1]}",
+            repo=event.repo,
+            repo_url=event.repo_url,
+            commit=event.commit,
+            teacher_id=self.teacher.teacher_id,
+            config_hash=self.config.hash(),
+            scaffold_id=scaffold.scaffold_id(),
+            rollout=rollout,
+            attempt=attempt,
+            request=request,
+            messages_json=json.dumps(result.messages),
+            tools_json=json.dumps(scaffold.TOOLS),
+            patch=patch,
+            patch_hash=patch_hash(patch),
+            exit_status=result.exit_status,
+            error=result.error,
+            steps=result.steps,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cost_usd=result.cost_usd,
+            wall_s=result.wall_s,
+            sandbox=sandbox,
+            **fields,
+        )
+
+
+def rollout1(ctx: Rollouts, task: TaskEvent) -> list[Event]:
+    """Attempts until the teacher says the change is aligned (or the attempts run out)."""
+    outputs: list[Event] = []
+    current = task
+    for attempt in range(1, ctx.config.agent.max_attempts + 1):
+        rollout_id = make_event_id(task.event_id, "rollout1", ctx.teacher.teacher_id, attempt)
+        result, patch, sandbox = ctx.run(task, rollout_id, current.request)
+        submitted = result.exit_status == "Submitted" and patch.strip() != ""
+        verdict = ctx.self_evaluate(current.request, patch) if submitted else ""
+        duplicate = verdict == "yes" and ctx.patches.is_duplicate(task.repo, patch, rollout_id)
+        outputs.append(
+            ctx.record(
+                task,
+                "t1",
+                attempt,
+                current.request,
+                result,
+                patch,
+                sandbox,
+                task_id=task.event_id,
+                self_eval=verdict,
+                duplicate=duplicate,
+            )
+        )
+        if verdict != "no" or attempt == ctx.config.agent.max_attempts:
+            break
+        current = redraw(task, attempt + 1)
+    return outputs
+
+
+def rollout2(ctx: Rollouts, pr: PrEvent) -> list[Event]:
+    """The agent sees only the PR text, starting from the same commit as rollout 1."""
+    rollout_id = make_event_id(pr.event_id, "rollout2", ctx.teacher.teacher_id, 1)
+    result, patch, sandbox = ctx.run(pr, rollout_id, pr.pr_text)
+    return [
+        ctx.record(
+            pr,
+            "t2",
+            1,
+            pr.pr_text,
+            result,
+            patch,
+            sandbox,
+            task_id=pr.task_id,
+            pr_id=pr.event_id,
+            t1_id=pr.t1_id,
+            reference_patch=pr.p1_patch,
+        )
+    ]
+
+
+def make_rollout1(config: Config) -> Stage:
+    ctx = Rollouts.create(config)
+    return Stage(
+        "rollout1",
+        ("tasks",),
+        ("rollouts.t1",),
+        lambda e: rollout1(ctx, e),
+        skip_if_done=True,
+        concurrent=True,
+    )
+
+
+def make_rollout2(config: Config) -> Stage:
+    ctx = Rollouts.create(config)
+    return Stage(
+        "rollout2",
+        ("prs",),
+        ("rollouts.t2",),
+        lambda e: rollout2(ctx, e),
+        skip_if_done=True,
+        concurrent=True,
+    )
+
+
+def patch_hash(patch: str) -> str:
+    """Equal for patches that differ only in whitespace at line ends."""
+    normal = "\n".join(line.rstrip() for line in patch.strip().splitlines())
+    return hashlib.sha256(normal.encode()).hexdigest()[:32] if normal else ""
+
+
+class PatchRegistry:
+    """Patches already produced per repository (from the lake, then as rollouts finish)."""
+
+    def __init__(self, seen: dict[tuple[str, str], str]):
+        self._seen = seen  # (repo, patch hash) -> the rollout that had it first
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_lake(cls, lake: Lake) -> PatchRegistry:
+        con = lake.connect()
+        rows = con.execute(
+            "SELECT repo, patch_hash, arg_min(event_id, created_at) FROM rollouts_t1 "
+            "WHERE patch_hash != '' GROUP BY ALL"
+        ).fetchall()
+        con.close()
+        return cls({(repo, digest): first for repo, digest, first in rows})
+
+    def is_duplicate(self, repo: str, patch: str, rollout_id: str) -> bool:
+        """True when another rollout already produced this patch for this repository."""
+        key = (repo, patch_hash(patch))
+        with self._lock:
+            first = self._seen.setdefault(key, rollout_id)
+        return first != rollout_id

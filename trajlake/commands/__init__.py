@@ -1,0 +1,1 @@
+"""Subcommands of `trajlake`, grouped by what they are about; `trajlake.cli` wires them up."""

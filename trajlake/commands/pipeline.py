@@ -1,0 +1,162 @@
+"""`trajlake demo`, `run`, `status` and `teacher-double`: the pipeline as a whole."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from tqdm import tqdm
+
+from trajlake.config import Config
+
+NEXT_STEPS = """\
+The demo's configuration is {config}; pass it to every command:
+  trajlake --config {config} status
+Queries to try:
+"""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    demo = sub.add_parser(
+        "demo", help="run the whole pipeline on a generated repository (start here)"
+    )
+    demo.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("trajlake-demo"),
+        help="where the sample repository, lake, bus and logs go",
+    )
+    demo.set_defaults(func=cmd_demo, needs_config=False)
+
+    run = sub.add_parser("run", help="emit new commits and run every stage until all is done")
+    run.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep watching the repositories and processing, until SIGTERM",
+    )
+    run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="each stage's lag, and the row count of each table")
+    status.set_defaults(func=cmd_status)
+
+    double = sub.add_parser("teacher-double", help="serve the scripted OpenAI-compatible teacher")
+    double.add_argument("args", nargs=argparse.REMAINDER, help="--script FILE --port P --latency S")
+    double.set_defaults(func=cmd_teacher_double, needs_config=False)
+
+
+class StageBars:
+    """One progress bar per stage: records taken in, and what is still waiting."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, statuses: list) -> None:
+        for position, status in enumerate(statuses):
+            bar = self.bars.get(status.name)
+            if bar is None:
+                bar = tqdm(desc=f"{status.name:>16}", unit=" rec", position=position, leave=True)
+                self.bars[status.name] = bar
+            done = status.stats.consumed if status.stats else 0
+            bar.total = done + status.lag
+            bar.update(done - bar.n)
+            if status.stats:
+                bar.set_postfix(out=status.stats.produced, dlq=status.stats.dead_letters)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def cmd_demo(args: argparse.Namespace, overrides: list[str]) -> int:
+    import yaml
+
+    from trajlake.demo import QUERIES, run_demo
+    from trajlake.lake import run_sql
+
+    bars = StageBars()
+    try:
+        result = run_demo(args.workdir, overrides, on_progress=bars)
+    finally:
+        bars.close()
+    config_file = result.workdir / "trajlake.yaml"
+    config_file.write_text(yaml.safe_dump(result.config.model_dump(mode="json"), sort_keys=False))
+    print(f"\nThe lake is in {result.config.lake.root}; rows per table:")
+    for topic, count in result.counts.items():
+        print(f"  {topic:<12} {count:>6}")
+    root = result.config.lake.root
+    print("\nRecall (verifier):")
+    print(run_sql(root, QUERIES[0][1]), end="")
+    print("\nTruncation ratio per context budget (filter):")
+    print(
+        run_sql(
+            root,
+            "SELECT budgets[i] AS budget, round(avg(truncation_ratios[i]), 3) AS mean,"
+            " count(*) AS samples FROM samples, range(1, 4) r(i)"
+            " WHERE i <= len(budgets) GROUP BY 1 ORDER BY 1",
+        ),
+        end="",
+    )
+    print("\n" + NEXT_STEPS.format(workdir=result.workdir))
+    for title, query in QUERIES:
+        print(f'  -- {title}\n  trajlake sql "{" ".join(query.split())}"\n')
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from trajlake.bus import open_bus
+    from trajlake.pipeline import run_pipeline
+    from trajlake.producers.commits import watch
+    from trajlake.schemas import TOPICS
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    bus = open_bus(config.bus)
+    bars = StageBars()
+    try:
+        if config.bus.kind == "embedded":
+            bus.create_topics(list(TOPICS), config.bus.partitions)
+        if args.follow:
+            threading.Thread(
+                target=watch, args=(config,), kwargs={"stop_event": stop}, daemon=True
+            ).start()
+        else:
+            watch(config, once=True)
+        run_pipeline(config, bus, until_idle=not args.follow, stop=stop, on_progress=bars)
+    finally:
+        bars.close()
+        bus.close()
+    return cmd_status(args, config)
+
+
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    from trajlake.bus import open_bus
+    from trajlake.lake import Lake
+    from trajlake.pipeline import stage_lags
+    from trajlake.schemas import TOPICS, table_name
+    from trajlake.stages import BUILTIN, load_stage
+
+    bus = open_bus(config.bus)
+    try:
+        known = bus.list_topics()
+        stages = {name: load_stage(name, config).inputs for name in BUILTIN}
+        stages = {n: i for n, i in stages.items() if all(t in known for t in i)}
+        print(f"{'stage':<18}{'lag':>8}   inputs")
+        for status in stage_lags(bus, stages):
+            print(f"{status.name:<18}{status.lag:>8}   {', '.join(status.inputs)}")
+    finally:
+        bus.close()
+    con = Lake(config.lake.root).connect()
+    print(f"\n{'table':<18}{'rows':>8}")
+    for topic in TOPICS:
+        count = con.execute(f"SELECT count(*) FROM {table_name(topic)}").fetchone()[0]
+        print(f"{table_name(topic):<18}{count:>8}")
+    return 0
+
+
+def cmd_teacher_double(args: argparse.Namespace, overrides: list[str]) -> int:
+    from trajlake.teacher.double import main
+
+    return main(args.args)
