@@ -21,15 +21,20 @@ from typing import Any
 
 from trajlake.config import AgentConfig
 from trajlake.consumers import scaffold
-from trajlake.errors import TrajlakeError
+from trajlake.errors import ConfigError, TrajlakeError
 from trajlake.sandbox import Sandbox
 from trajlake.teacher.client import Teacher
 
 # mini-swe-agent prints a banner on import unless told not to.
 os.environ.setdefault("MSWEA_SILENT_STARTUP", "1")
-from minisweagent.agents.default import DefaultAgent  # noqa: E402
-from minisweagent.exceptions import FormatError, LimitsExceeded, Submitted  # noqa: E402
-from minisweagent.models.utils.actions_toolcall import parse_toolcall_actions  # noqa: E402
+try:
+    from minisweagent.agents.default import DefaultAgent
+    from minisweagent.exceptions import FormatError, LimitsExceeded, Submitted
+    from minisweagent.models.utils.actions_toolcall import parse_toolcall_actions
+except ImportError as e:  # the rollout stages need the `agent` extra
+    raise ConfigError(
+        f"the rollout stages need mini-swe-agent ({e}): pip install -e '.[agent]'"
+    ) from None
 
 
 @dataclass
