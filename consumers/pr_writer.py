@@ -23,7 +23,7 @@ from trajlake.patches import changed_lines
 from trajlake.repos import local_git_dir
 from trajlake.schemas import Event, PrEvent, RolloutEvent, make_event_id
 from trajlake.stage import Stage
-from trajlake.teacher.client import Teacher, UsageMeter
+from trajlake.teacher.client import shared_teacher
 
 MIN_BODY_CHARS = 120  # a commit body shorter than this says too little to imitate
 MAX_COMMANDS = 20
@@ -138,7 +138,7 @@ def wants_pr(t1: RolloutEvent) -> bool:
 class PrWriter:
     def __init__(self, config: Config):
         self.config = config
-        self.teacher = Teacher(config.teacher, scaffold.scaffold_id(), usage=UsageMeter())
+        self.teacher = shared_teacher(config.teacher, scaffold.scaffold_id())
         self.fixed = read_demos(Path(config.pr_writer.demos)) if config.pr_writer.demos else None
 
     def demo_for(self, t1: RolloutEvent) -> Demo:

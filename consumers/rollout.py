@@ -26,7 +26,7 @@ from trajlake.repos import local_git_dir
 from trajlake.sandbox import Sandbox, open_sandbox
 from trajlake.schemas import Event, PrEvent, RolloutEvent, TaskEvent, make_event_id
 from trajlake.stage import Stage
-from trajlake.teacher.client import Teacher, UsageMeter
+from trajlake.teacher.client import Teacher, shared_teacher
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Rollouts:
 
     @classmethod
     def create(cls, config: Config) -> Rollouts:
-        teacher = Teacher(config.teacher, scaffold.scaffold_id(), usage=UsageMeter())
+        teacher = shared_teacher(config.teacher, scaffold.scaffold_id())
         return cls(config, teacher, PatchRegistry.from_lake(Lake(config.lake.root)))
 
     def run(self, event: Event, rollout_id: str, request: str) -> tuple[AgentResult, str, str]:

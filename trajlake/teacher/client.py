@@ -11,6 +11,7 @@ handed to a client that lives only for that call; no Teacher attribute holds it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -238,3 +239,10 @@ class Teacher:
             format_error=format_error,
             usage_estimated=data.get("usage") is None,
         )
+
+
+@functools.cache
+def shared_teacher(config: TeacherConfig, scaffold_id: str = "") -> Teacher:
+    """The one `Teacher` per teacher config in this process, so that every stage running here
+    (rollouts, self-evaluation, PR writing) counts into one usage meter and one token budget."""
+    return Teacher(config, scaffold_id, usage=UsageMeter())

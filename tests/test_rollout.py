@@ -1,0 +1,161 @@
+"""Rollout 1 and 2 with the real agent loop, a real bubblewrap sandbox and the HTTP double."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trajlake.config import load_config
+from trajlake.consumers.pr_writer import wants_pr
+from trajlake.consumers.rollout import Rollouts, rollout1
+from trajlake.schemas import TaskEvent, make_event_id
+from trajlake.teacher.double import serve
+
+pytestmark = pytest.mark.integration
+
+SUBMIT = {"name": "bash", "arguments": {"command": "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"}}
+
+
+def agent_turns(edit: str) -> list[dict]:
+    return [
+        {"reasoning": "Edit.", "tool_calls": [{"name": "bash", "arguments": {"command": edit}}]},
+        {"tool_calls": [SUBMIT]},
+    ]
+
+
+def script(tmp_path: Path, verdict: str = "yes", **agent: object) -> Path:
+    path = tmp_path / "script.yaml"
+    sessions = [
+        {
+            "name": "self_eval",
+            "match": "aligned with the request",
+            "match_on": "last_user",
+            "turns": [{"content": verdict}],
+        },
+        {
+            "name": "agent",
+            "match": "`(?P<function>\\w+)` in `(?P<path>[^`]+)`",
+            "turns": agent_turns("echo '# touched' >> {{path}}"),
+            **agent,
+        },
+    ]
+    path.write_text(yaml.safe_dump({"sessions": sessions}))
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> tuple[Path, str]:
+    path = tmp_path / "repo"
+    (path / "pkg").mkdir(parents=True)
+    (path / "pkg" / "mod.py").write_text("def f(x):\n    return x + 1\n")
+    git = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    return path, head.stdout.strip()
+
+
+def task(repo: tuple[Path, str], name: str = "f") -> TaskEvent:
+    path, commit = repo
+    return TaskEvent(
+        event_id=make_event_id("commit-event", "function_sampler", name),
+        parent_ids=["commit-event"],
+        stage="function_sampler",
+        repo="repo",
+        repo_url=str(path),
+        commit=commit,
+        function_file="pkg/mod.py",
+        function_name=name,
+        line_start=1,
+        line_end=2,
+        change_type="error_handling",
+        request=f"Look at `{name}` in `pkg/mod.py`.",
+    )
+
+
+def rollouts(tmp_path: Path, url: str, *overrides: str) -> Rollouts:
+    config = load_config(
+        None,
+        [
+            f"lake.root={tmp_path / 'lake'}",
+            f"agent.trajectories={tmp_path / 'traj'}",
+            f"teacher.base_url={url}",
+            "teacher.max_retries=0",
+            *overrides,
+        ],
+    )
+    return Rollouts.create(config)
+
+
+def test_a_rollout_records_messages_patch_usage_and_every_step(tmp_path, repo):
+    with serve(script(tmp_path)) as double:
+        [t1] = rollout1(rollouts(tmp_path, double.url), task(repo))
+    assert (t1.exit_status, t1.self_eval, t1.attempt, t1.sandbox) == (
+        "Submitted",
+        "yes",
+        1,
+        "bubblewrap",
+    )
+    assert "+# touched" in t1.patch and t1.patch_hash
+    messages = json.loads(t1.messages_json)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "assistant"]
+    assert messages[2]["reasoning_content"] == "Edit." and messages[2]["tool_calls"]
+    assert t1.prompt_tokens > 0 and t1.completion_tokens > 0 and t1.steps == 2
+    saved = json.loads((tmp_path / "traj" / f"{t1.event_id}.json").read_text())
+    assert len(saved["messages"]) >= 5  # the trajectory file, written step by step
+    assert wants_pr(t1)
+
+
+def test_a_no_from_self_evaluation_draws_new_requests_and_keeps_every_attempt(tmp_path, repo):
+    with serve(script(tmp_path, verdict="no")) as double:
+        outputs = rollout1(rollouts(tmp_path, double.url), task(repo))
+    assert [o.attempt for o in outputs] == [1, 2, 3]
+    assert {o.self_eval for o in outputs} == {"no"}
+    assert len({o.request for o in outputs}) == 3 and len({o.event_id for o in outputs}) == 3
+    assert not any(wants_pr(o) for o in outputs)
+
+
+def test_the_same_patch_again_is_a_duplicate_and_goes_no_further(tmp_path, repo):
+    with serve(script(tmp_path)) as double:
+        ctx = rollouts(tmp_path, double.url)
+        [first] = rollout1(ctx, task(repo, "f"))
+        [again] = rollout1(ctx, task(repo, "g"))  # another task, the very same edit
+    assert not first.duplicate and again.duplicate and again.patch_hash == first.patch_hash
+    assert wants_pr(first) and not wants_pr(again)
+
+
+def test_a_hung_teacher_is_abandoned_and_requeued_a_bounded_number_of_times(tmp_path, repo):
+    with serve(script(tmp_path, hang_s=3)) as double:
+        ctx = rollouts(tmp_path, double.url, "agent.no_progress_s=0.5", "agent.max_requeues=1")
+        [t1] = rollout1(ctx, task(repo))
+        assert double.stats()["agent"] == 2  # the first try and one re-queue
+    assert t1.exit_status == "Abandoned" and "no progress" in t1.error
+
+
+def test_malformed_tool_calls_are_answered_and_the_agent_goes_on(tmp_path, repo):
+    turns = [
+        {"tool_calls": [{"name": "bash", "arguments": '{"command": "ls"'}]},
+        *agent_turns("echo '# fixed' >> {{path}}"),
+    ]
+    with serve(script(tmp_path, turns=turns)) as double:
+        [t1] = rollout1(rollouts(tmp_path, double.url), task(repo))
+    assert t1.exit_status == "Submitted" and "+# fixed" in t1.patch
+    messages = json.loads(t1.messages_json)
+    assert any("malformed" in m["content"] for m in messages if m["role"] == "user")
+
+
+def test_a_token_budget_stops_work_before_it_is_exceeded(tmp_path, repo):
+    with serve(script(tmp_path)) as double:
+        # one call may use the prompt plus up to max_tokens: 2,000 tokens cannot cover that
+        ctx = rollouts(
+            tmp_path, double.url, "teacher.budget_tokens=2000", "teacher.max_tokens=4096"
+        )
+        outputs = rollout1(ctx, task(repo, "f")) + rollout1(ctx, task(repo, "g"))
+        assert double.stats() == {}  # refused before anything was sent
+    assert [o.exit_status for o in outputs] == ["BudgetExceeded", "BudgetExceeded"]
+    assert ctx.teacher.budget.spent == 0 and not any(wants_pr(o) for o in outputs)
