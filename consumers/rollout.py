@@ -102,12 +102,12 @@ class Rollouts:
             ),
             parent_ids=[event.event_id],
             stage=f"rollout{rollout[1]}",
-            repo=event.repo,
-            repo_url=event.repo_url,
-            commit=event.commit,
-            teacher_id=self.teacher.teacher_id,
-            config_hash=self.config.hash(),
-            scaffold_id=scaffold.scaffold_id(),
+            **event.lineage()
+            | {
+                "teacher_id": self.teacher.teacher_id,
+                "config_hash": self.config.hash(),
+                "scaffold_id": scaffold.scaffold_id(),
+            },
             rollout=rollout,
             attempt=attempt,
             request=request,

@@ -28,6 +28,10 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+#: what a derived record copies from its parent: where the work is, and who made it how
+LINEAGE = ("repo", "repo_url", "commit", "teacher_id", "config_hash", "scaffold_id")
+
+
 class Event(BaseModel):
     """Fields every record has: identity, lineage, and where it came from.
 
@@ -53,6 +57,10 @@ class Event(BaseModel):
     teacher_id: str = Field("", description="stable id of the teacher (model, sampling, prompts)")
     config_hash: str = Field("", description="hash of the resolved trajlake config")
     scaffold_id: str = Field("", description="agent scaffold and tool format")
+
+    def lineage(self) -> dict[str, str]:
+        """The fields a record made from this one inherits (override what the stage changes)."""
+        return {name: getattr(self, name) for name in LINEAGE}
 
     def topic(self) -> str:
         """The topic this record is published to."""
