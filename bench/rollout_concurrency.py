@@ -9,16 +9,22 @@ Each rollout makes 3 teacher calls: the agent appends one comment line to the ta
 tasks (real TaskEvents on the sample repository of `trajlake demo`) are pre-loaded on the bus;
 the window holds 2N records so the N threads never wait for work. Timed: from the first rollout
 starting to every input committed; building the stage (its lake reads), the consumer's start
-and first poll are not counted. Calls are counted by the double (`stats()`). `rollout s` is the
-mean time of one `process` call, `overhead` what is left after 3·L of teacher latency (checkout,
-sandbox commands, diff, trajectory files, waiting for the CPU). Goal (issue): ratio ≥ 0.9 at
-N = 64. `--sandbox local` runs commands unsandboxed, to separate bubblewrap's cost.
+and first poll are not counted. Calls are counted by the double (`stats()`), which runs in this
+process. `rollout s` is the mean time of one `process` call, `overhead` what is left after 3·L
+of teacher latency (checkout, sandbox commands, diff, clean-up, client work, waiting for the
+CPU); `CPU ms/rollout` is this process + its child processes over the timed window, and `busy`
+the whole machine's CPU use then (other jobs included): rollouts that start together do their
+CPU work together, so a small machine queues it even when `busy` is well under 100%.
+Goal (issue): ratio ≥ 0.9 at N = 64. `--sandbox local` runs commands unsandboxed, to separate
+bubblewrap's cost.
 """  # noqa: E501 - the Run as: line is one command
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -58,34 +64,47 @@ class Result:
     n: int
     rollouts: int
     calls: int
-    seconds: float
-    rollout_s: float
     latency_s: float
+    rollout_s: float  # mean time of one `process` call
+    used: list[float]  # over the timed window: seconds, CPU s of this process, of its children,
+    # then busy and total CPU time of the whole machine (/proc/stat ticks)
 
     @property
     def rate(self) -> float:
-        return self.calls / self.seconds
+        return self.calls / self.used[0]
 
     @property
     def ratio(self) -> float:
         return self.rate / (self.n / self.latency_s)
 
+    @property
+    def cpu_per_rollout(self) -> tuple[float, float]:
+        return self.used[1] / self.rollouts, self.used[2] / self.rollouts
+
+
+def snapshot() -> list[float]:
+    """Wall clock, CPU of this process and of its reaped children, machine busy and total ticks."""
+    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    cpu = [me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime]
+    return [time.perf_counter(), *cpu, sum(ticks) - idle, sum(ticks)]
+
 
 def sample_tasks(repo: Path, m: int) -> list[TaskEvent]:
     """M tasks over the functions at the sample repository's HEAD (distinct seeds, distinct ids)."""
-    commit = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    git = ["git", "-C", str(repo), "rev-parse", "HEAD"]
+    commit = subprocess.run(git, capture_output=True, text=True, check=True).stdout.strip()
     functions = [
         (str(path.relative_to(repo)), node)
         for path in sorted(repo.rglob("*.py"))
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.FunctionDef)
     ]
+    parent = make_event_id("bench", repo, commit)
     tasks = []
     for i in range(m):
         file, fn = functions[i % len(functions)]
-        parent = make_event_id("bench", repo, commit)
         tasks.append(
             TaskEvent(
                 event_id=make_event_id(parent, "function_sampler", file, fn.name, 1, i),
@@ -107,21 +126,21 @@ def sample_tasks(repo: Path, m: int) -> list[TaskEvent]:
 
 
 def bench_config(workdir: Path, url: str, n: int, args: Namespace) -> Config:
-    return load_config(
-        None,
-        [
-            f"bus.path={workdir / 'bus.db'}",
-            f"lake.root={workdir / 'lake'}",
-            f"agent.trajectories={workdir / 'trajectories'}",
-            f"teacher.base_url={url}",
-            "teacher.endpoint_kind=double",
-            f"runner.concurrency={n}",
-            f"runner.batch_size={2 * n}",
-            "runner.poll_timeout_s=0.1",
-            f"sandbox.kind={args.sandbox}",
-            f"sandbox.allow_unsafe_local={args.sandbox == 'local'}",
-        ],
-    )
+    """Defaults plus the bench's paths and knobs (an empty file: no ./trajlake.yaml is read)."""
+    (workdir / "trajlake.yaml").write_text("")
+    overrides = [
+        f"bus.path={workdir / 'bus.db'}",
+        f"lake.root={workdir / 'lake'}",
+        f"agent.trajectories={workdir / 'trajectories'}",
+        f"teacher.base_url={url}",
+        "teacher.endpoint_kind=double",
+        f"runner.concurrency={n}",
+        f"runner.batch_size={2 * n}",
+        "runner.poll_timeout_s=0.1",
+        f"sandbox.kind={args.sandbox}",
+        f"sandbox.allow_unsafe_local={args.sandbox == 'local'}",
+    ]
+    return load_config(workdir / "trajlake.yaml", overrides)
 
 
 def run_one(n: int, repo: Path, double: DoubleServer, args: Namespace) -> Result:
@@ -137,27 +156,25 @@ def run_one(n: int, repo: Path, double: DoubleServer, args: Namespace) -> Result
             producer.send("tasks", task.encode(), task.partition_key())
         producer.close()
         stage = make_rollout1(config)
-        starts: list[float] = []
+        marks: list[list[float]] = []  # snapshots at the first rollout's start and at the end
         durations: list[float] = []
         lock = threading.Lock()
 
         def timed(event: Event) -> list[Event]:
-            start = time.perf_counter()
             with lock:
-                starts.append(start)
+                marks[:] = marks or [snapshot()]
+            start = time.perf_counter()
             outputs = stage.process(event)
             with lock:
                 durations.append(time.perf_counter() - start)
             return outputs
 
-        runner = StageRunner(
-            dataclasses.replace(stage, process=timed), bus, Lake(config.lake.root), config.runner
-        )
-        done: list[float] = []
+        timed_stage = dataclasses.replace(stage, process=timed)
+        runner = StageRunner(timed_stage, bus, Lake(config.lake.root), config.runner)
 
         def on_progress(stats: RunStats) -> None:  # after each commit
-            if stats.produced >= len(tasks) and not done:
-                done.append(time.perf_counter())
+            if stats.produced >= len(tasks) and len(marks) == 1:
+                marks.append(snapshot())
                 runner.stop()
 
         calls_before = sum(double.stats().values())
@@ -167,9 +184,8 @@ def run_one(n: int, repo: Path, double: DoubleServer, args: Namespace) -> Result
     finally:
         bus.close()
     check(config, stats, committed, len(tasks), calls, double)
-    return Result(
-        n, len(tasks), calls, done[0] - min(starts), statistics.mean(durations), args.latency
-    )
+    used = [end - begin for end, begin in zip(marks[1], marks[0], strict=True)]
+    return Result(n, len(tasks), calls, args.latency, statistics.mean(durations), used)
 
 
 def check(
@@ -194,25 +210,33 @@ def check(
 def report(results: list[Result], args: Namespace) -> None:
     print(
         f"\nrollout1, {args.sandbox} sandbox, teacher latency L = {args.latency:g} s, "
-        f"{CALLS_PER_ROLLOUT} calls per rollout, {args.rounds}·N rollouts per N"
+        f"{CALLS_PER_ROLLOUT} calls per rollout, {args.rounds}·N rollouts per N, "
+        f"{os.cpu_count()} CPUs"
     )
     print("counted: first rollout started -> every input committed (start-up not counted)")
-    header = f"{'N':>4}{'rollouts':>10}{'calls':>7}{'seconds':>9}{'calls/s':>9}{'ideal N/L':>11}"
-    print(f"{header}{'ratio':>7}{'rollout s':>11}{'overhead s':>12}")
+    header = f"{'N':>4}{'rollouts':>9}{'calls':>6}{'seconds':>8}{'calls/s':>8}{'ideal N/L':>10}"
+    print(
+        f"{header}{'ratio':>6}{'rollout s':>10}{'overhead s':>11}{'CPU ms/rollout':>15}{'busy':>6}"
+    )
     for r in results:
         overhead = r.rollout_s - CALLS_PER_ROLLOUT * r.latency_s
+        cpu = " + ".join(f"{1000 * c:.0f}" for c in r.cpu_per_rollout)
         print(
-            f"{r.n:>4}{r.rollouts:>10}{r.calls:>7}{r.seconds:>9.2f}{r.rate:>9.2f}"
-            f"{r.n / r.latency_s:>11.2f}{r.ratio:>7.2f}{r.rollout_s:>11.2f}{overhead:>12.2f}"
+            f"{r.n:>4}{r.rollouts:>9}{r.calls:>6}{r.used[0]:>8.2f}{r.rate:>8.2f}"
+            f"{r.n / r.latency_s:>10.2f}{r.ratio:>6.2f}{r.rollout_s:>10.2f}{overhead:>11.2f}"
+            f"{cpu:>15}{r.used[3] / r.used[4]:>6.0%}"
         )
-    at_64 = [r for r in results if r.n == 64]
-    if at_64:
-        verdict = "ok" if at_64[0].ratio >= 0.9 else "MISSED"
-        print(f"\ngoal ≥ 0.9 at N=64: {at_64[0].ratio:.2f}   {verdict}")
+    print("CPU ms/rollout: this process (runner, agent, teacher client, double) + child processes")
+    print("(git, bwrap, commands); busy: the whole machine's CPU in use, other jobs included")
+    for r in (r for r in results if r.n == 64):
+        verdict = "ok" if r.ratio >= 0.9 else "MISSED"
+        print(f"\ngoal ≥ 0.9 at N=64: {r.ratio:.2f}   {verdict}")
+        cap = CALLS_PER_ROLLOUT * (os.cpu_count() or 1) / sum(r.cpu_per_rollout)
+        print(f"this machine's CPUs, at that CPU per rollout, allow at most {cap:.0f} calls/s")
 
 
 def main() -> None:
-    parser = ArgumentParser(description=__doc__.splitlines()[2])
+    parser = ArgumentParser(description="rollout1 teacher calls/s vs the ideal N / L")
     parser.add_argument("--n", type=int, nargs="+", default=[8, 32, 64], help="rollouts at once")
     parser.add_argument("--latency", type=float, default=1.0, help="seconds per teacher call")
     parser.add_argument("--rounds", type=int, default=4, help="tasks per run = rounds·N")
