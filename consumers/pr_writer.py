@@ -18,12 +18,12 @@ from pathlib import Path
 
 from trajlake.config import Config
 from trajlake.consumers import scaffold
+from trajlake.consumers.rollout import teacher_for
 from trajlake.errors import ConfigError
 from trajlake.patches import changed_lines
 from trajlake.repos import local_git_dir
 from trajlake.schemas import Event, PrEvent, RolloutEvent, make_event_id
 from trajlake.stage import Stage
-from trajlake.teacher.client import shared_teacher
 
 MIN_BODY_CHARS = 120  # a commit body shorter than this says too little to imitate
 MAX_COMMANDS = 20
@@ -138,7 +138,6 @@ def wants_pr(t1: RolloutEvent) -> bool:
 class PrWriter:
     def __init__(self, config: Config):
         self.config = config
-        self.teacher = shared_teacher(config.teacher, scaffold.scaffold_id())
         self.fixed = read_demos(Path(config.pr_writer.demos)) if config.pr_writer.demos else None
 
     def demo_for(self, t1: RolloutEvent) -> Demo:
@@ -159,14 +158,15 @@ class PrWriter:
             commands="\n".join(commands_run(event.messages_json)) or "(none)",
             patch=event.patch,
         )
-        reply = self.teacher.chat([{"role": "user", "content": prompt}], purpose="pr_writer")
+        teacher = teacher_for(event, self.config.teacher)  # a replayed generation keeps its own
+        reply = teacher.chat([{"role": "user", "content": prompt}], purpose="pr_writer")
         return [
             PrEvent(
-                event_id=make_event_id(event.event_id, "pr_writer", self.teacher.teacher_id),
+                event_id=make_event_id(event.event_id, "pr_writer", teacher.teacher_id),
                 parent_ids=[event.event_id],
                 stage="pr_writer",
                 **event.lineage()
-                | {"teacher_id": self.teacher.teacher_id, "config_hash": self.config.hash()},
+                | {"teacher_id": teacher.teacher_id, "config_hash": self.config.hash()},
                 task_id=event.task_id,
                 t1_id=event.event_id,
                 pr_text=without_fix(reply.message.get("content") or "", event.patch),
@@ -178,4 +178,6 @@ class PrWriter:
 
 def make_stage(config: Config) -> Stage:
     writer = PrWriter(config)
-    return Stage("pr_writer", ("rollouts.t1",), ("prs",), writer.process, concurrent=True)
+    return Stage(  # a teacher call per record: re-delivered rollouts re-emit the lake's PR
+        "pr_writer", ("rollouts.t1",), ("prs",), writer.process, skip_if_done=True, concurrent=True
+    )

@@ -14,17 +14,26 @@ import json
 import logging
 import re
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from trajlake.config import Config
+from trajlake.config import Config, TeacherConfig
 from trajlake.consumers import scaffold
 from trajlake.consumers.agent import AgentResult, run_agent
 from trajlake.consumers.function_sampler import redraw
 from trajlake.lake import Lake
 from trajlake.repos import local_git_dir
 from trajlake.sandbox import Sandbox, open_sandbox
-from trajlake.schemas import Event, PrEvent, RolloutEvent, TaskEvent, make_event_id
+from trajlake.schemas import (
+    Event,
+    PrEvent,
+    ReplayEvent,
+    RolloutEvent,
+    TaskEvent,
+    make_event_id,
+    record_type,
+)
 from trajlake.stage import Stage
 from trajlake.teacher.client import Teacher, shared_teacher
 
@@ -58,6 +67,12 @@ class Rollouts:
     def create(cls, config: Config) -> Rollouts:
         teacher = shared_teacher(config.teacher, scaffold.scaffold_id())
         return cls(config, teacher, PatchRegistry.from_lake(Lake(config.lake.root)))
+
+    def for_event(self, event: Event) -> Rollouts:
+        """The context for one record: its replayed teacher if it carries one (teacher_spec)."""
+        if not event.teacher_spec:
+            return self
+        return replace(self, teacher=teacher_for(event, self.config.teacher))
 
     def run(self, event: Event, rollout_id: str, request: str) -> tuple[AgentResult, str, str]:
         """The agent on a fresh checkout of the event's commit: (result, patch, sandbox kind)."""
@@ -129,6 +144,7 @@ class Rollouts:
 
 def rollout1(ctx: Rollouts, task: TaskEvent) -> list[Event]:
     """Attempts until the teacher says the change is aligned (or the attempts run out)."""
+    ctx = ctx.for_event(task)
     outputs: list[Event] = []
     current = task
     for attempt in range(1, ctx.config.agent.max_attempts + 1):
@@ -136,7 +152,9 @@ def rollout1(ctx: Rollouts, task: TaskEvent) -> list[Event]:
         result, patch, sandbox = ctx.run(task, rollout_id, current.request)
         submitted = result.exit_status == "Submitted" and patch.strip() != ""
         verdict = ctx.self_evaluate(current.request, patch) if submitted else ""
-        duplicate = verdict == "yes" and ctx.patches.is_duplicate(task.repo, patch, rollout_id)
+        duplicate = verdict == "yes" and ctx.patches.is_duplicate(
+            (task.repo, ctx.teacher.teacher_id), patch, rollout_id
+        )
         outputs.append(
             ctx.record(
                 task,
@@ -159,6 +177,7 @@ def rollout1(ctx: Rollouts, task: TaskEvent) -> list[Event]:
 
 def rollout2(ctx: Rollouts, pr: PrEvent) -> list[Event]:
     """The agent sees only the PR text, starting from the same commit as rollout 1."""
+    ctx = ctx.for_event(pr)
     rollout_id = make_event_id(pr.event_id, "rollout2", ctx.teacher.teacher_id, 1)
     result, patch, sandbox = ctx.run(pr, rollout_id, pr.pr_text)
     return [
@@ -180,11 +199,12 @@ def rollout2(ctx: Rollouts, pr: PrEvent) -> list[Event]:
 
 def make_rollout1(config: Config) -> Stage:
     ctx = Rollouts.create(config)
+    process = with_replay("tasks", lambda task: rollout1(ctx, task))
     return Stage(
         "rollout1",
-        ("tasks",),
+        ("tasks", "replay"),
         ("rollouts.t1",),
-        lambda e: rollout1(ctx, e),
+        process,
         skip_if_done=True,
         concurrent=True,
     )
@@ -192,14 +212,41 @@ def make_rollout1(config: Config) -> Stage:
 
 def make_rollout2(config: Config) -> Stage:
     ctx = Rollouts.create(config)
+    process = with_replay("prs", lambda pr: rollout2(ctx, pr))
     return Stage(
-        "rollout2",
-        ("prs",),
-        ("rollouts.t2",),
-        lambda e: rollout2(ctx, e),
-        skip_if_done=True,
-        concurrent=True,
+        "rollout2", ("prs", "replay"), ("rollouts.t2",), process, skip_if_done=True, concurrent=True
     )
+
+
+def teacher_for(event: Event, default: TeacherConfig) -> Teacher:
+    """The teacher of a record's generation: the one its replay named, else the configured one."""
+    config = (
+        TeacherConfig.model_validate_json(event.teacher_spec) if event.teacher_spec else default
+    )
+    return shared_teacher(config, scaffold.scaffold_id())
+
+
+def with_replay(table: str, run: Callable[[Event], list[Event]]) -> Callable[[Event], list[Event]]:
+    """Run recorded `table` events sent on the replay topic as well, under their new teacher.
+
+    A replayed record keeps its own event id (so outputs are keyed by the recorded input and
+    the new teacher: replaying twice adds nothing) and gains the replay's id as a parent.
+    """
+
+    def process(event: Event) -> list[Event]:
+        if not isinstance(event, ReplayEvent):
+            return run(event)
+        if event.source_table != table:
+            return []  # the other rollout stage's replay
+        recorded = record_type(table).decode(event.payload_json.encode())
+        outputs = run(
+            recorded.model_copy(update=event.lineage() | {"config_hash": recorded.config_hash})
+        )
+        return [
+            o.model_copy(update={"parent_ids": [*o.parent_ids, event.event_id]}) for o in outputs
+        ]
+
+    return process
 
 
 def patch_hash(patch: str) -> str:
@@ -209,25 +256,27 @@ def patch_hash(patch: str) -> str:
 
 
 class PatchRegistry:
-    """Patches already produced per repository (from the lake, then as rollouts finish)."""
+    """Patches already produced per repository and teacher (from the lake, then as rollouts
+    finish). Per teacher, so that a replay with a new teacher is a full parallel generation to
+    compare; mixtures can still deduplicate across teachers by `patch_hash`."""
 
-    def __init__(self, seen: dict[tuple[str, str], str]):
-        self._seen = seen  # (repo, patch hash) -> the rollout that had it first
+    def __init__(self, seen: dict[tuple[str, str, str], str]):
+        self._seen = seen  # (repo, teacher, patch hash) -> the rollout that had it first
         self._lock = threading.Lock()
 
     @classmethod
     def from_lake(cls, lake: Lake) -> PatchRegistry:
         con = lake.connect()
         rows = con.execute(
-            "SELECT repo, patch_hash, arg_min(event_id, created_at) FROM rollouts_t1 "
+            "SELECT repo, teacher_id, patch_hash, arg_min(event_id, created_at) FROM rollouts_t1 "
             "WHERE patch_hash != '' GROUP BY ALL"
         ).fetchall()
         con.close()
-        return cls({(repo, digest): first for repo, digest, first in rows})
+        return cls({(repo, teacher, digest): first for repo, teacher, digest, first in rows})
 
-    def is_duplicate(self, repo: str, patch: str, rollout_id: str) -> bool:
-        """True when another rollout already produced this patch for this repository."""
-        key = (repo, patch_hash(patch))
+    def is_duplicate(self, scope: tuple[str, str], patch: str, rollout_id: str) -> bool:
+        """True when another rollout already produced this patch in `scope` (repo, teacher)."""
+        key = (*scope, patch_hash(patch))
         with self._lock:
             first = self._seen.setdefault(key, rollout_id)
         return first != rollout_id

@@ -20,6 +20,28 @@ from trajlake.schemas import TOPICS, record_type, table_name
 KEEP_EARLIEST = "created_at IS NOT DISTINCT FROM min(created_at) OVER (PARTITION BY event_id)"
 
 
+#: One row per task and teacher: how each teacher's generation of the task came out (the last
+#: rollout-1 attempt, its rollout 2, verdict and sample), for comparing teachers after a replay.
+TEACHER_COMPARE = """
+CREATE OR REPLACE VIEW teacher_compare AS
+WITH t1 AS (
+  SELECT * FROM rollouts_t1
+  QUALIFY row_number() OVER (PARTITION BY task_id, teacher_id ORDER BY attempt DESC) = 1
+), sample AS (
+  SELECT * FROM samples
+  QUALIFY row_number() OVER (PARTITION BY rollout_id ORDER BY created_at DESC) = 1
+)
+SELECT t1.task_id, t1.teacher_id, t1.attempt AS attempts, t1.exit_status AS t1_exit_status,
+       t1.self_eval, v.recall, v.label, s.truncation_ratios[1] AS truncation_ratio,
+       s.patch_lines, t1.prompt_tokens + t1.completion_tokens AS t1_tokens,
+       r2.exit_status AS t2_exit_status, r2.prompt_tokens + r2.completion_tokens AS t2_tokens
+  FROM t1
+  LEFT JOIN rollouts_t2 r2 ON r2.t1_id = t1.event_id
+  LEFT JOIN verdicts v ON v.t2_id = r2.event_id
+  LEFT JOIN sample s ON s.rollout_id = t1.event_id
+"""
+
+
 def connect(root: str | Path, topics: Iterable[str] | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a view per topic (all topics unless given).
 
@@ -30,6 +52,8 @@ def connect(root: str | Path, topics: Iterable[str] | None = None) -> duckdb.Duc
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     refresh(con, root, topics)
+    if topics is None:
+        con.execute(TEACHER_COMPARE)
     return con
 
 

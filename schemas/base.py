@@ -29,7 +29,7 @@ def utc_now() -> datetime:
 
 
 #: what a derived record copies from its parent: where the work is, and who made it how
-LINEAGE = ("repo", "repo_url", "commit", "teacher_id", "config_hash", "scaffold_id")
+LINEAGE = ("repo", "repo_url", "commit", "teacher_id", "teacher_spec", "config_hash", "scaffold_id")
 
 
 class Event(BaseModel):
@@ -55,6 +55,9 @@ class Event(BaseModel):
     repo_url: str = Field("", description="where the repository is read from (path or URL)")
     commit: str = Field("", description="commit sha the work starts from")
     teacher_id: str = Field("", description="stable id of the teacher (model, sampling, prompts)")
+    teacher_spec: str = Field(
+        "", description="a replayed generation's teacher config (JSON, no secrets); '' = default"
+    )
     config_hash: str = Field("", description="hash of the resolved trajlake config")
     scaffold_id: str = Field("", description="agent scaffold and tool format")
 

@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from trajlake.commands import pipeline
+from trajlake.commands import pipeline, replay
 from trajlake.config import Config, load_config
 from trajlake.errors import TrajlakeError
 
@@ -32,6 +32,8 @@ Typical session:
   trajlake run                                 emit new commits, run every stage until done
                                                (--follow: keep going as commits arrive)
   trajlake status                              each stage's lag and each table's rows
+  trajlake replay --from tasks --teacher T.yaml  regenerate recorded tasks with a new teacher
+  trajlake teachers                            teacher ids, rows per table and label
   trajlake stage NAME                          run one stage as its own process, e.g.
                                                `trajlake stage function_sampler` (commits → tasks)
   trajlake sql "SELECT stage, count(*) FROM dlq GROUP BY 1"
@@ -101,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_config_show
     )
     pipeline.add_parsers(sub)
+    replay.add_parsers(sub)
     return parser
 
 
