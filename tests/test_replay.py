@@ -128,3 +128,43 @@ def test_dry_run_and_errors_say_what_is_wrong(tmp_path, capsys):
     teacher_file.write_text("modle: typo\n")
     assert main([*base, "--from", "tasks"]) == 2
     assert "modle" in capsys.readouterr().err
+
+
+def test_replaying_prs_reruns_only_rollout_2_under_the_new_teacher(tmp_path):
+    first = run_demo(tmp_path / "demo")
+    config, root = first.config, first.config.lake.root
+    config_file = tmp_path / "trajlake.yaml"
+    write_config(config_file, config)
+    with serve(teacher_b_script(tmp_path)) as double_b:
+        teacher_file = tmp_path / "teacher-b.yaml"
+        teacher_file.write_text(yaml.safe_dump({"base_url": double_b.url, "model": "teacher-b"}))
+        assert (
+            main(
+                [
+                    "--config",
+                    str(config_file),
+                    "replay",
+                    "--from",
+                    "prs",
+                    "--teacher",
+                    str(teacher_file),
+                ]
+            )
+            == 0
+        )
+        bus = open_bus(config.bus)
+        run_pipeline(config, bus)
+        bus.close()
+        assert set(double_b.stats()) == {"agent_t2_partial"}  # no T1, no PR, no self-eval
+    con = Lake(root).connect()
+    prs = first.counts["prs"]
+    rows = con.execute("SELECT teacher_id, count(*) FROM rollouts_t2 GROUP BY 1").fetchall()
+    assert sorted(n for _, n in rows) == [prs, prs]
+    assert (
+        con.execute("SELECT count(*) FROM rollouts_t1").fetchone()[0] == first.counts["rollouts.t1"]
+    )
+    labels = con.execute(
+        "SELECT DISTINCT v.label FROM verdicts v JOIN rollouts_t2 r ON r.event_id = v.t2_id "
+        "WHERE r.teacher_id LIKE 'teacher-b-%'"
+    ).fetchall()
+    assert labels == [("soft",)]
