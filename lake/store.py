@@ -23,7 +23,7 @@ from trajlake.errors import LakeError, SchemaError
 from trajlake.lake import views
 from trajlake.lake.compact import CompactReport, compact
 from trajlake.lake.files import PARQUET_SUFFIX, check_file_name, partition_dir, publish, temp_path
-from trajlake.schemas import Event, record_type, table_name
+from trajlake.schemas import TOPICS, Event, record_type, table_name
 from trajlake.schemas.base import describe
 
 _CHECK_ROOT = "check that the lake root is writable and has free space"
@@ -90,6 +90,17 @@ class Lake:
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with one deduplicated view per topic."""
         return views.connect(self.root)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per topic, as the (deduplicated) views show them."""
+        con = self.connect()
+        try:
+            return {
+                topic: con.execute(f"SELECT count(*) FROM {table_name(topic)}").fetchone()[0]
+                for topic in TOPICS
+            }
+        finally:
+            con.close()
 
     def compact(self, tables: list[str] | None = None, min_files: int = 2) -> CompactReport:
         """Merge small files per partition; see ``trajlake.lake.compact.compact``."""

@@ -40,3 +40,14 @@ def write_config(path, config: Config) -> None:
     import yaml
 
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+
+
+def bus_overrides(bus_config) -> list[str]:
+    """`--set` style overrides that put a demo or pipeline run on this test's bus."""
+    if bus_config.kind == "embedded":
+        return []
+    return [
+        "bus.kind=kafka",
+        f"bus.bootstrap_servers={bus_config.bootstrap_servers}",
+        f"bus.namespace={bus_config.namespace}",
+    ]

@@ -8,6 +8,7 @@ and half of it for a-m (recall 0.5), so the verdicts are known in advance.
 from __future__ import annotations
 
 import pytest
+from helpers import bus_overrides
 
 from trajlake.demo import QUERIES, run_demo
 from trajlake.lake import Lake
@@ -28,21 +29,6 @@ SELECT t.event_id AS task, t.function_name, r1.self_eval, p.event_id AS pr, r2.e
   JOIN verdicts v ON v.t2_id = r2.event_id
  ORDER BY t.function_name
 """
-
-
-def bus_overrides(bus_config) -> list[str]:
-    if bus_config.kind == "embedded":
-        return []
-    return [
-        "bus.kind=kafka",
-        f"bus.bootstrap_servers={bus_config.bootstrap_servers}",
-        f"bus.namespace={bus_config.namespace}",
-    ]
-
-
-def counts(lake: Lake) -> dict[str, int]:
-    con = lake.connect()
-    return {t: con.execute(f"SELECT count(*) FROM {table_name(t)}").fetchone()[0] for t in TOPICS}
 
 
 def test_every_task_has_its_whole_lineage_and_a_rerun_adds_nothing(
@@ -68,7 +54,7 @@ def test_every_task_has_its_whole_lineage_and_a_rerun_adds_nothing(
         assert SECRET not in str(con.sql(f"SELECT * FROM {table_name(topic)}").to_arrow_table())
 
     if bus_config.kind == "embedded":
-        before = counts(lake)
+        before = lake.counts()
         again = run_demo(tmp_path / "demo", bus_overrides(bus_config))
         assert again.counts == before
 

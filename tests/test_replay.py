@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from helpers import write_config
+from helpers import bus_overrides, write_config
 
 from trajlake.bus import open_bus
 from trajlake.cli import main
 from trajlake.demo import run_demo
 from trajlake.lake import Lake
 from trajlake.pipeline import run_pipeline
-from trajlake.schemas import TOPICS, table_name
 from trajlake.teacher.double import demo_script_path, serve
 
 pytestmark = pytest.mark.replay
@@ -25,21 +24,6 @@ def teacher_b_script(tmp_path):
     path = tmp_path / "teacher-b-script.yaml"
     path.write_text(yaml.safe_dump(script))
     return path
-
-
-def counts(root) -> dict[str, int]:
-    con = Lake(root).connect()
-    return {t: con.execute(f"SELECT count(*) FROM {table_name(t)}").fetchone()[0] for t in TOPICS}
-
-
-def bus_overrides(bus_config) -> list[str]:
-    if bus_config.kind == "embedded":
-        return []
-    return [
-        "bus.kind=kafka",
-        f"bus.bootstrap_servers={bus_config.bootstrap_servers}",
-        f"bus.namespace={bus_config.namespace}",
-    ]
 
 
 def test_replay_adds_a_parallel_generation_once(bus_config, tmp_path, capsys):
@@ -74,9 +58,9 @@ def test_replay_adds_a_parallel_generation_once(bus_config, tmp_path, capsys):
             run_pipeline(config, bus)
             bus.close()
             if round_ == 1:
-                after_first, calls = counts(root), sum(double_b.stats().values())
+                after_first, calls = Lake(root).counts(), sum(double_b.stats().values())
         assert sum(double_b.stats().values()) == calls  # the second replay ran nothing again
-    assert counts(root) | {"replay": 0} == after_first | {"replay": 0}  # and added no row
+    assert Lake(root).counts() | {"replay": 0} == after_first | {"replay": 0}  # and added no row
 
     con = Lake(root).connect()
     per_teacher = con.execute(
@@ -119,7 +103,7 @@ def test_dry_run_and_errors_say_what_is_wrong(tmp_path, capsys):
     assert main([*base, "--from", "tasks", "--limit", "2", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("2 tasks to replay with teacher other-") and out.count("->") == 2
-    assert counts(first.config.lake.root)["replay"] == 0  # a dry run sends nothing
+    assert Lake(first.config.lake.root).counts()["replay"] == 0  # a dry run sends nothing
 
     assert main([*base, "--from", "verdicts"]) == 2
     assert "choose one of tasks, prs" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from trajlake.lake import Lake
 from trajlake.pipeline import StageStatus, run_pipeline
 from trajlake.producers.commits import watch
 from trajlake.repos import Registry
-from trajlake.schemas import TOPICS, table_name
+from trajlake.schemas import TOPICS
 from trajlake.teacher.double import demo_script_path, serve
 from trajlake.tokenizer import train_tiny_tokenizer
 
@@ -182,6 +182,4 @@ def run_demo(
             statuses = run_pipeline(config, bus, on_progress=on_progress)
         finally:
             bus.close()
-    con = Lake(config.lake.root).connect()
-    counts = {t: con.execute(f"SELECT count(*) FROM {table_name(t)}").fetchone()[0] for t in TOPICS}
-    return DemoResult(workdir, config, counts, statuses)
+    return DemoResult(workdir, config, Lake(config.lake.root).counts(), statuses)

@@ -135,7 +135,7 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     from trajlake.bus import open_bus
     from trajlake.lake import Lake
     from trajlake.pipeline import stage_lags
-    from trajlake.schemas import TOPICS, table_name
+    from trajlake.schemas import table_name
     from trajlake.stages import BUILTIN, load_stage
 
     bus = open_bus(config.bus)
@@ -148,10 +148,8 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
             print(f"{status.name:<18}{status.lag:>8}   {', '.join(status.inputs)}")
     finally:
         bus.close()
-    con = Lake(config.lake.root).connect()
     print(f"\n{'table':<18}{'rows':>8}")
-    for topic in TOPICS:
-        count = con.execute(f"SELECT count(*) FROM {table_name(topic)}").fetchone()[0]
+    for topic, count in Lake(config.lake.root).counts().items():
         print(f"{table_name(topic):<18}{count:>8}")
     return 0
 
