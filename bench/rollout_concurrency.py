@@ -150,7 +150,7 @@ def run_one(n: int, repo: Path, double: DoubleServer, args: Namespace) -> Result
     tasks = sample_tasks(repo, args.rounds * n)
     bus = open_bus(config.bus)
     try:
-        bus.create_topics(["tasks", "rollouts.t1", "dlq"], config.bus.partitions)
+        bus.create_topics(["tasks", "replay", "rollouts.t1", "dlq"], config.bus.partitions)
         producer = bus.producer()
         for task in tasks:
             producer.send("tasks", task.encode(), task.partition_key())

@@ -15,6 +15,7 @@ Each command is one `bwrap` process:
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 
@@ -36,6 +37,13 @@ def check_bubblewrap() -> str:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxError(f"bubblewrap (bwrap) is not installed: {INSTALL_HINT}")
+    _probe(bwrap)
+    return bwrap
+
+
+@functools.cache
+def _probe(bwrap: str) -> None:
+    """Can this bwrap make a sandbox here? Asked once per process (a failure is not cached)."""
     argv = [bwrap, "--ro-bind", "/", "/", *ISOLATION, "--", "true"]
     probe = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     if probe.returncode != 0:
@@ -44,7 +52,6 @@ def check_bubblewrap() -> str:
             "unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu "
             "24.04+ kernel.apparmor_restrict_unprivileged_userns=0) or run trajlake as root"
         )
-    return bwrap
 
 
 def bubblewrap_launch(

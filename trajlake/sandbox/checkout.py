@@ -88,8 +88,8 @@ def create_checkout(repo: str | Path, commit: str) -> Checkout:
         _git(root, "-c", "init.defaultBranch=main", "init", "--quiet", str(path))
         (path / ".git/objects/info/alternates").write_text(f"{objects}\n")
         _git(path, "checkout", "--quiet", "--detach", sha)
-        _git(path, "config", "user.name", GIT_USER[0])
-        _git(path, "config", "user.email", GIT_USER[1])
+        with (path / ".git/config").open("a") as config:  # two `git config` runs, saved
+            config.write(f"[user]\n\tname = {GIT_USER[0]}\n\temail = {GIT_USER[1]}\n")
         private = root / "git"
         _git(root, "-c", "init.defaultBranch=main", "init", "--quiet", "--bare", str(private))
         (private / "objects/info/alternates").write_text(f"{objects}\n")
