@@ -18,12 +18,12 @@ from pathlib import Path
 
 from trajlake.config import Config
 from trajlake.consumers import scaffold
-from trajlake.consumers.rollout import teacher_for
 from trajlake.errors import ConfigError
 from trajlake.patches import changed_lines
 from trajlake.repos import local_git_dir
 from trajlake.schemas import Event, PrEvent, RolloutEvent, make_event_id
 from trajlake.stage import Stage
+from trajlake.teacher.client import teacher_for
 
 MIN_BODY_CHARS = 120  # a commit body shorter than this says too little to imitate
 MAX_COMMANDS = 20
@@ -158,7 +158,8 @@ class PrWriter:
             commands="\n".join(commands_run(event.messages_json)) or "(none)",
             patch=event.patch,
         )
-        teacher = teacher_for(event, self.config.teacher)  # a replayed generation keeps its own
+        # a replayed generation keeps its own teacher
+        teacher = teacher_for(event.teacher_spec, self.config.teacher, scaffold.scaffold_id())
         reply = teacher.chat([{"role": "user", "content": prompt}], purpose="pr_writer")
         return [
             PrEvent(

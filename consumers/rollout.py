@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from trajlake.config import Config, TeacherConfig
+from trajlake.config import Config
 from trajlake.consumers import scaffold
 from trajlake.consumers.agent import AgentResult, run_agent
 from trajlake.consumers.function_sampler import redraw
@@ -35,7 +35,7 @@ from trajlake.schemas import (
     record_type,
 )
 from trajlake.stage import Stage
-from trajlake.teacher.client import Teacher, shared_teacher
+from trajlake.teacher.client import Teacher, shared_teacher, teacher_for
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,16 @@ class Rollouts:
     @classmethod
     def create(cls, config: Config) -> Rollouts:
         teacher = shared_teacher(config.teacher, scaffold.scaffold_id())
-        return cls(config, teacher, PatchRegistry.from_lake(Lake(config.lake.root)))
+        return cls(config, teacher, PatchRegistry(Lake(config.lake.root)))
 
     def for_event(self, event: Event) -> Rollouts:
         """The context for one record: its replayed teacher if it carries one (teacher_spec)."""
         if not event.teacher_spec:
             return self
-        return replace(self, teacher=teacher_for(event, self.config.teacher))
+        return replace(
+            self,
+            teacher=teacher_for(event.teacher_spec, self.config.teacher, scaffold.scaffold_id()),
+        )
 
     def run(self, event: Event, rollout_id: str, request: str) -> tuple[AgentResult, str, str]:
         """The agent on a fresh checkout of the event's commit: (result, patch, sandbox kind)."""
@@ -218,14 +221,6 @@ def make_rollout2(config: Config) -> Stage:
     )
 
 
-def teacher_for(event: Event, default: TeacherConfig) -> Teacher:
-    """The teacher of a record's generation: the one its replay named, else the configured one."""
-    config = (
-        TeacherConfig.model_validate_json(event.teacher_spec) if event.teacher_spec else default
-    )
-    return shared_teacher(config, scaffold.scaffold_id())
-
-
 def with_replay(table: str, run: Callable[[Event], list[Event]]) -> Callable[[Event], list[Event]]:
     """Run recorded `table` events sent on the replay topic as well, under their new teacher.
 
@@ -260,23 +255,26 @@ class PatchRegistry:
     finish). Per teacher, so that a replay with a new teacher is a full parallel generation to
     compare; mixtures can still deduplicate across teachers by `patch_hash`."""
 
-    def __init__(self, seen: dict[tuple[str, str, str], str]):
-        self._seen = seen  # (repo, teacher, patch hash) -> the rollout that had it first
+    def __init__(self, lake: Lake):
+        self._lake = lake
+        self._seen: dict[tuple[str, str, str], str] | None = None  # loaded at first use
         self._lock = threading.Lock()
 
-    @classmethod
-    def from_lake(cls, lake: Lake) -> PatchRegistry:
-        con = lake.connect()
+    def _load(self) -> dict[tuple[str, str, str], str]:
+        """(repo, teacher, patch hash) -> the rollout that had it first, as the lake says."""
+        con = self._lake.connect()
         rows = con.execute(
             "SELECT repo, teacher_id, patch_hash, arg_min(event_id, created_at) FROM rollouts_t1 "
             "WHERE patch_hash != '' GROUP BY ALL"
         ).fetchall()
         con.close()
-        return cls({(repo, teacher, digest): first for repo, teacher, digest, first in rows})
+        return {(repo, teacher, digest): first for repo, teacher, digest, first in rows}
 
     def is_duplicate(self, scope: tuple[str, str], patch: str, rollout_id: str) -> bool:
         """True when another rollout already produced this patch in `scope` (repo, teacher)."""
         key = (*scope, patch_hash(patch))
         with self._lock:
+            if self._seen is None:
+                self._seen = self._load()
             first = self._seen.setdefault(key, rollout_id)
         return first != rollout_id

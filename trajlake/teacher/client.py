@@ -246,3 +246,10 @@ def shared_teacher(config: TeacherConfig, scaffold_id: str = "") -> Teacher:
     """The one `Teacher` per teacher config in this process, so that every stage running here
     (rollouts, self-evaluation, PR writing) counts into one usage meter and one token budget."""
     return Teacher(config, scaffold_id, usage=UsageMeter())
+
+
+def teacher_for(spec: str, default: TeacherConfig, scaffold_id: str) -> Teacher:
+    """The teacher of a record's generation: the one its replay named (`teacher_spec`, JSON),
+    else the configured one; shared per process like `shared_teacher`."""
+    config = TeacherConfig.model_validate_json(spec) if spec else default
+    return shared_teacher(config, scaffold_id)
