@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 from tqdm import tqdm
 
 from trajlake.config import Config, TeacherConfig
 from trajlake.errors import ConfigError
+from trajlake.yamlfile import describe, read_mapping
 
 TEACHERS_SQL = """
 SELECT teacher_id, tbl AS "table", label, count(*) AS n FROM (
@@ -46,16 +46,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def load_teacher(path: Path) -> TeacherConfig:
+    data = read_mapping(path, "teacher file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
         return TeacherConfig.model_validate(data.get("teacher", data))
-    except FileNotFoundError:
-        raise ConfigError(f"teacher file {path} not found") from None
-    except (yaml.YAMLError, AttributeError) as e:
-        raise ConfigError(f"teacher file {path} must be a YAML mapping: {e}") from None
     except ValidationError as e:
-        fields = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-        raise ConfigError(f"teacher file {path}: {fields}") from None
+        raise ConfigError(describe(e, f"teacher file {path}")) from None
 
 
 def cmd_replay(args: argparse.Namespace, config: Config) -> int:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trajlake.errors import TeacherError
+from trajlake.yamlfile import describe, read_mapping
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
@@ -86,23 +86,15 @@ class Script(_Strict):
 
 def load_script(path: str | Path) -> Script:
     """Read and validate a YAML (or JSON) script."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ScriptError(f"teacher double script {path} not found") from None
-    except yaml.YAMLError as e:
-        raise ScriptError(f"teacher double script {path} is not valid YAML: {e}") from None
+    data = read_mapping(path, "teacher double script", ScriptError)
     try:
         return Script.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'top level'}: {err['msg']}"
-            for err in e.errors()
+        header = (
+            f"teacher double script {path} is invalid (the format is described in the "
+            "docstring of trajlake.teacher.double)"
         )
-        raise ScriptError(
-            f"teacher double script {path} is invalid ({problems}); the format is described in "
-            "the docstring of trajlake.teacher.double"
-        ) from None
+        raise ScriptError(describe(e, header)) from None
 
 
 @dataclass(frozen=True)
