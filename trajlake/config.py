@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trajlake.errors import ConfigError
+from trajlake.yamlfile import apply_override, describe, read_mapping
 
 DEFAULT_CONFIG_FILE = "trajlake.yaml"
 
@@ -42,7 +42,15 @@ class BusConfig(_Frozen):
 
 
 class LakeConfig(_Frozen):
-    root: str = Field("trajlake-data/lake", description="directory that holds the Parquet lake")
+    root: str = Field(
+        "trajlake-data/lake",
+        description="directory that holds the Parquet lake, or s3://bucket/prefix for object "
+        "storage (endpoint, region and credentials from the standard AWS_* environment "
+        "variables, see trajlake.lake.objects)",
+    )
+    mixtures: str = Field(
+        "trajlake-data/mixtures", description="where `trajlake mixture build` writes mixtures"
+    )
 
 
 class RunnerConfig(_Frozen):
@@ -56,6 +64,23 @@ class RunnerConfig(_Frozen):
 class TeacherConfig(_Frozen):
     base_url: str = Field(
         "http://127.0.0.1:8000/v1", description="any OpenAI-compatible endpoint (vLLM, SGLang, …)"
+    )
+    base_urls: tuple[str, ...] = Field(
+        (),
+        description="more endpoints serving the same model as base_url (a list, or one string "
+        "of comma-separated URLs); calls are spread over base_url and these, and a call that "
+        "fails on one is retried on another. Not part of the teacher id",
+    )
+    pool_strategy: Literal["least_loaded", "round_robin"] = Field(
+        "least_loaded",
+        description="least_loaded: the endpoint with the fewest calls in flight; "
+        "round_robin: each in turn",
+    )
+    down_after: int = Field(
+        3, ge=1, description="an endpoint failing this many calls in a row is marked down"
+    )
+    down_for_s: float = Field(
+        30, ge=0, description="a down endpoint gets no calls for this long, then is tried again"
     )
     model: str = Field("teacher", description="model name sent with every request")
     api_key_env: str = Field(
@@ -75,6 +100,17 @@ class TeacherConfig(_Frozen):
     budget_tokens: int = Field(
         0, ge=0, description="stop starting work before this many tokens are spent (0: no cap)"
     )
+
+    @field_validator("base_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):  # `--set teacher.base_urls=http://a/v1,http://b/v1`
+            return tuple(url.strip() for url in value.split(",") if url.strip())
+        return value
+
+    def endpoints(self) -> list[str]:
+        """Every endpoint calls may go to: base_url first, then base_urls, without repeats."""
+        return list(dict.fromkeys([self.base_url, *self.base_urls]))
 
 
 class SandboxConfig(_Frozen):
@@ -185,39 +221,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     if path is None and Path(DEFAULT_CONFIG_FILE).exists():
         path = DEFAULT_CONFIG_FILE
     if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} not found") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        data = read_mapping(path, "config file")
     for item in overrides:
-        _apply_override(data, item)
+        apply_override(data, item)
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_describe(e, path)) from None
-
-
-def _apply_override(data: dict[str, Any], item: str) -> None:
-    key, sep, raw = item.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {item!r} must look like section.key=value")
-    node = data
-    *parents, leaf = key.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {item!r}: {part} is not a section")
-    node[leaf] = yaml.safe_load(raw) if raw else ""
-
-
-def _describe(error: ValidationError, path: str | Path | None) -> str:
-    where = f" in {path}" if path else ""
-    lines = [f"invalid configuration{where}:"]
-    for err in error.errors():
-        field = ".".join(str(p) for p in err["loc"])
-        lines.append(f"  {field}: {err['msg']}")
-    return "\n".join(lines)
+        where = f" in {path}" if path else ""
+        raise ConfigError(describe(e, f"invalid configuration{where}")) from None

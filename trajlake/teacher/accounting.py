@@ -49,16 +49,42 @@ class Usage:
 
 
 class UsageMeter:
-    """Counts every teacher call, in total and per purpose ("agent", "self_eval", "pr_writer")."""
+    """Counts every teacher call, in total and per purpose ("agent", "self_eval", "pr_writer").
+
+    Per endpoint (a teacher with several, see teacher.base_urls), `by_endpoint` counts the
+    calls each one answered with their tokens and cost, and as `failures` the attempts that
+    failed there (and were retried, there or elsewhere, or gave up).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_purpose: dict[str, Usage] = {}
+        self._by_endpoint: dict[str, Usage] = {}
 
     def record_call(
-        self, purpose: str, prompt_tokens: int, completion_tokens: int, cost_usd: float
+        self,
+        purpose: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost_usd: float,
+        endpoint: str = "",
     ) -> None:
-        self._add(purpose, Usage(1, prompt_tokens, completion_tokens, cost_usd))
+        usage = Usage(1, prompt_tokens, completion_tokens, cost_usd)
+        self._add(purpose, usage)
+        if endpoint:
+            self._add_endpoint(endpoint, usage)
+
+    def record_endpoint_failure(self, endpoint: str) -> None:
+        """One attempt failed on `endpoint` (a timeout, a dropped connection, a 5xx or 429)."""
+        self._add_endpoint(endpoint, Usage(failures=1))
+
+    def _add_endpoint(self, endpoint: str, usage: Usage) -> None:
+        with self._lock:
+            self._by_endpoint[endpoint] = self._by_endpoint.get(endpoint, Usage()) + usage
+
+    def by_endpoint(self) -> dict[str, Usage]:
+        with self._lock:
+            return dict(self._by_endpoint)
 
     def record_retry(self, purpose: str) -> None:
         self._add(purpose, Usage(retries=1))

@@ -2,8 +2,11 @@
 
 Retries are done here rather than by the SDK, so that every attempt is counted: HTTP 5xx and 429,
 timeouts and connection errors are retried with exponential backoff and jitter, up to
-`teacher.max_retries` times; other 4xx fail at once. Every call, whatever its purpose, is
-recorded in the `UsageMeter`, and the shared `Budget` is checked before a request is sent.
+`teacher.max_retries` times; other 4xx fail at once. With several endpoints (`teacher.base_urls`)
+each attempt goes to one chosen by the pool (trajlake.teacher.pool): a failed attempt is retried
+at once on an endpoint that has not failed this call, and with backoff only when none is left.
+Every call, whatever its purpose, is recorded in the `UsageMeter` (per purpose and per
+endpoint), and the shared `Budget` is checked before a request is sent.
 
 The API key is read from the environment variable named by `teacher.api_key_env` at each call and
 handed to a client that lives only for that call; no Teacher attribute holds it.
@@ -25,6 +28,7 @@ import openai
 from trajlake.config import TeacherConfig
 from trajlake.errors import TeacherError
 from trajlake.teacher.accounting import Budget, UsageMeter, estimate_tokens
+from trajlake.teacher.pool import EndpointPool
 from trajlake.teacher.reply import TeacherReply, parse_completion
 
 
@@ -41,7 +45,7 @@ def teacher_id(config: TeacherConfig, scaffold_id: str) -> str:
     """A short, stable id of what generates the data: `<model-slug>-<12 hex>`.
 
     It changes with the model, endpoint kind, sampling parameters, prompt version and scaffold,
-    and not with the server's address or the API key.
+    and not with the servers' addresses (base_url, base_urls, pool settings) or the API key.
     """
     identity = {
         "model": config.model,
@@ -94,6 +98,9 @@ class Teacher:
         self.budget = budget if budget is not None else Budget(config.budget_tokens)
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
+        self.pool = EndpointPool(
+            config.endpoints(), config.pool_strategy, config.down_after, config.down_for_s
+        )
         self._rng = random.Random()
         self._http = openai.DefaultHttpxClient()  # one connection pool for all threads
 
@@ -137,7 +144,8 @@ class Teacher:
         used = 0
         start = time.monotonic()
         try:
-            reply = self._reply(self._send(request, purpose), estimate, start)
+            data, url = self._send(request, purpose)
+            reply = self._reply(data, estimate, start, url)
             used = reply.prompt_tokens + reply.completion_tokens
         except TeacherError:
             self.usage.record_failure(purpose)
@@ -145,29 +153,46 @@ class Teacher:
         finally:
             self.budget.settle(estimate + limit, used)
         self.usage.record_call(
-            purpose, reply.prompt_tokens, reply.completion_tokens, reply.cost_usd
+            purpose, reply.prompt_tokens, reply.completion_tokens, reply.cost_usd, url
         )
         return reply
 
-    def _send(self, request: dict[str, Any], purpose: str) -> Any:
+    def _send(self, request: dict[str, Any], purpose: str) -> tuple[Any, str]:
+        """The completion's JSON and the endpoint that answered, after retries if needed."""
         attempts = self.config.max_retries + 1
+        failed: set[str] = set()  # endpoints that failed this call since the last backoff
+        rounds = 0
         for attempt in range(attempts):
+            url = self.pool.acquire(avoid=failed)
+            ok = True
             try:
-                return self._post(request)
+                return self._post(request, url), url
             except _Retryable as e:
-                failure = e
+                failure, ok = e, False
+                failed.add(url)
+                self.usage.record_endpoint_failure(url)
+            finally:
+                self.pool.release(url, ok)  # a 4xx is the request's fault, not the endpoint's
             if attempt + 1 < attempts:
                 self.usage.record_retry(purpose)
-                delay = backoff_delay(attempt, self.backoff_base_s, self.backoff_cap_s, self._rng)
-                time.sleep(delay)
+                if not self.pool.others_up(failed):  # nowhere else to go at once: back off
+                    time.sleep(
+                        backoff_delay(rounds, self.backoff_base_s, self.backoff_cap_s, self._rng)
+                    )
+                    rounds += 1
+                    failed.clear()
         raise TeacherError(
-            f"the teacher at {self.config.base_url} failed {attempts} time(s) "
+            f"the teacher at {self._where()} failed {attempts} time(s) "
             f"({self.config.max_retries} retries): {failure.reason}; {failure.hint}"
         )
 
-    def _post(self, request: dict[str, Any]) -> Any:
+    def _where(self) -> str:
+        urls = self.pool.urls
+        return urls[0] if len(urls) == 1 else f"{len(urls)} endpoints ({', '.join(urls)})"
+
+    def _post(self, request: dict[str, Any], url: str) -> Any:
         client = openai.OpenAI(
-            base_url=self.config.base_url,
+            base_url=url,
             api_key=os.environ.get(self.config.api_key_env) or "EMPTY",
             timeout=self.config.timeout_s,
             max_retries=0,
@@ -182,21 +207,21 @@ class Teacher:
             ) from None
         except openai.APIConnectionError as e:
             raise _Retryable(
-                f"connection error: cannot reach {self.config.base_url} ({e.__cause__ or e})",
+                f"connection error: cannot reach {url} ({e.__cause__ or e})",
                 "check that the server is running and that teacher.base_url is right",
             ) from None
         except openai.APIStatusError as e:
-            self._raise_status(e)
+            self._raise_status(e, url)
         try:
             return json.loads(response.text)
         except json.JSONDecodeError:
             raise TeacherError(
-                f"the teacher at {self.config.base_url} answered with something that is not "
+                f"the teacher at {url} answered with something that is not "
                 f"JSON: {response.text[:200]!r}; check that teacher.base_url is the /v1 root of "
                 "an OpenAI-compatible server"
             ) from None
 
-    def _raise_status(self, error: openai.APIStatusError) -> None:
+    def _raise_status(self, error: openai.APIStatusError, url: str) -> None:
         status = error.status_code
         body = error.body
         text = body.get("message") if isinstance(body, dict) else None
@@ -212,15 +237,15 @@ class Teacher:
         }
         hint = hints.get(status, "check teacher.model, teacher.max_tokens and the messages sent")
         raise TeacherError(
-            f"the teacher at {self.config.base_url} rejected the request ({detail}); {hint}"
+            f"the teacher at {url} rejected the request ({detail}); {hint}"
         ) from None
 
-    def _reply(self, data: Any, prompt_estimate: int, start: float) -> TeacherReply:
+    def _reply(self, data: Any, prompt_estimate: int, start: float, url: str) -> TeacherReply:
         try:
             message, finish_reason, usage, format_error = parse_completion(data)
         except ValueError as e:
             raise TeacherError(
-                f"the teacher at {self.config.base_url} did not answer with a chat completion "
+                f"the teacher at {url} did not answer with a chat completion "
                 f"({e}); check that it is an OpenAI-compatible server"
             ) from None
         if usage is None:  # some servers omit usage: estimate it rather than count nothing
