@@ -25,6 +25,7 @@ from trajlake.lake.files import (
     table_files,
     temp_path,
 )
+from trajlake.lake.objects import is_object_store
 from trajlake.lake.views import KEEP_EARLIEST, parquet_source, quote_literal
 from trajlake.schemas import TOPICS, table_name
 
@@ -80,6 +81,11 @@ def compact(
     """
     if min_files < 1:
         raise LakeError(f"min_files must be at least 1, got {min_files}")
+    if is_object_store(root):
+        raise LakeError(
+            f"compaction of an object-storage lake ({root}) is not supported yet; its views "
+            "deduplicate without it, so queries answer the same: leave it, or compact a copy"
+        )
     root = Path(root).resolve()
     con = duckdb.connect(":memory:")
     try:

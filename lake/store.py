@@ -3,7 +3,8 @@
 A write checks every record against its topic's schema first, writes each repository's rows
 to a temporary file, and only then renames the files into place. The caller picks a
 deterministic file name, so writing the same input again after a crash overwrites the file
-instead of adding a duplicate.
+instead of adding a duplicate. On object storage (an ``s3://`` root) the object is written
+under its final name and a manifest written after it makes it visible (trajlake.lake.objects).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -23,21 +24,27 @@ from trajlake.errors import LakeError, SchemaError
 from trajlake.lake import views
 from trajlake.lake.compact import CompactReport, compact
 from trajlake.lake.files import PARQUET_SUFFIX, check_file_name, partition_dir, publish, temp_path
+from trajlake.lake.objects import ObjectLake, is_object_store
 from trajlake.schemas import TOPICS, Event, record_type, table_name
 from trajlake.schemas.base import describe
 
 _CHECK_ROOT = "check that the lake root is writable and has free space"
 
+P = TypeVar("P", Path, str)
+
 
 class Lake:
-    """A Parquet lake rooted at a local directory: ``<root>/<table>/repo=…/date=…/*.parquet``."""
+    """A Parquet lake: ``<root>/<table>/repo=…/date=…/*.parquet`` under a local directory or
+    an ``s3://bucket/prefix`` root."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        remote = is_object_store(root)
+        self.root: Path | str = str(root) if remote else Path(root)
+        self.objects = ObjectLake.open(str(root)) if remote else None
 
     def write(
         self, topic: str, events: list[Event], name: str, date: dt.date | None = None
-    ) -> list[Path]:
+    ) -> list[Path] | list[str]:
         """Write records of one topic; one file per repository, all under one date.
 
         Args:
@@ -48,16 +55,21 @@ class Lake:
             date: the date partition; today in UTC when not given.
 
         Returns:
-            The paths written, one per repository, sorted by repository.
+            The paths written (``s3://`` URIs on object storage), one per repository, sorted
+            by repository.
         """
         check_file_name(name)
         table = events_table(topic, events)
         if table.num_rows == 0:
             return []
         day = date or dt.datetime.now(dt.timezone.utc).date()
+        repos = sorted(table.column("repo").unique().to_pylist())
+        if self.objects is not None:  # every object, then the manifests that make them visible
+            keys = {r: self.objects.data_path(table_name(topic), r, day, name) for r in repos}
+            return self.objects.publish(split_by_repo(table, keys))
         finals = {
             repo: partition_dir(self.root, table_name(topic), repo, day) / f"{name}{PARQUET_SUFFIX}"
-            for repo in sorted(table.column("repo").unique().to_pylist())
+            for repo in repos
         }
         staged = _stage(split_by_repo(table, finals))
         _publish_all(staged)
@@ -129,7 +141,7 @@ def events_table(topic: str, events: list[Event]) -> pa.Table:
         raise SchemaError(f"records do not fit the {table_name(topic)} schema: {e}") from None
 
 
-def split_by_repo(table: pa.Table, finals: dict[str, Path]) -> Iterator[tuple[pa.Table, Path]]:
+def split_by_repo(table: pa.Table, finals: dict[str, P]) -> Iterator[tuple[pa.Table, P]]:
     for repo, final in finals.items():
         yield table.filter(pc.equal(table.column("repo"), repo)), final
 

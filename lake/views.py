@@ -12,7 +12,9 @@ from pathlib import Path
 
 import duckdb
 
+from trajlake.errors import LakeError
 from trajlake.lake.files import PARQUET_SUFFIX, has_files
+from trajlake.lake.objects import ObjectLake, is_object_store
 from trajlake.schemas import TOPICS, record_type, table_name
 
 #: Rows of one event_id that compaction must keep so that no view's answer can change: those
@@ -20,26 +22,9 @@ from trajlake.schemas import TOPICS, record_type, table_name
 KEEP_EARLIEST = "created_at IS NOT DISTINCT FROM min(created_at) OVER (PARTITION BY event_id)"
 
 
-#: One row per task and teacher: how each teacher's generation of the task came out (the last
-#: rollout-1 attempt, its rollout 2, verdict and sample), for comparing teachers after a replay.
-TEACHER_COMPARE = """
-CREATE OR REPLACE VIEW teacher_compare AS
-WITH t1 AS (
-  SELECT * FROM rollouts_t1
-  QUALIFY row_number() OVER (PARTITION BY task_id, teacher_id ORDER BY attempt DESC) = 1
-), sample AS (
-  SELECT * FROM samples
-  QUALIFY row_number() OVER (PARTITION BY rollout_id ORDER BY created_at DESC) = 1
-)
-SELECT t1.task_id, t1.teacher_id, t1.attempt AS attempts, t1.exit_status AS t1_exit_status,
-       t1.self_eval, v.recall, v.label, s.truncation_ratios[1] AS truncation_ratio,
-       s.patch_lines, t1.prompt_tokens + t1.completion_tokens AS t1_tokens,
-       r2.exit_status AS t2_exit_status, r2.prompt_tokens + r2.completion_tokens AS t2_tokens
-  FROM t1
-  LEFT JOIN rollouts_t2 r2 ON r2.t1_id = t1.event_id
-  LEFT JOIN verdicts v ON v.t2_id = r2.event_id
-  LEFT JOIN sample s ON s.rollout_id = t1.event_id
-"""
+#: Views derived from the per-topic ones (trajectories, teacher_compare), kept as plain SQL so
+#: that the duckdb CLI can run them too (see `standalone_sql`).
+VIEWS_SQL = Path(__file__).with_name("views.sql")
 
 
 def connect(root: str | Path, topics: Iterable[str] | None = None) -> duckdb.DuckDBPyConnection:
@@ -53,26 +38,57 @@ def connect(root: str | Path, topics: Iterable[str] | None = None) -> duckdb.Duc
     con.execute("SET TimeZone = 'UTC'")
     refresh(con, root, topics)
     if topics is None:
-        con.execute(TEACHER_COMPARE)
+        con.execute(VIEWS_SQL.read_text())
     return con
 
 
 def refresh(
     con: duckdb.DuckDBPyConnection, root: str | Path, topics: Iterable[str] | None = None
 ) -> None:
-    """(Re)create the views, e.g. after the first file of a table was written."""
+    """(Re)create the views, e.g. after the first file of a table was written.
+
+    On object storage (``s3://``) a view reads the objects its table's manifests named when it
+    was made (see trajlake.lake.objects): refresh to see later ones.
+    """
+    topics = list(TOPICS if topics is None else topics)
+    if is_object_store(root):
+        sources = ObjectLake.open(str(root)).register(con, topics)
+        for topic in topics:
+            source = sources.get(topic) or f"({empty_select(con, topic)})"
+            view = quote_ident(table_name(topic))
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS {dedup_select(source)}")
+        return
     root = Path(root).resolve()
-    for topic in TOPICS if topics is None else topics:
+    for topic in topics:
         create_view(con, root, topic)
 
 
+def standalone_sql(root: str | Path) -> str:
+    """A script for the plain duckdb CLI: the per-topic views of the lake at `root` (absolute
+    paths), then views.sql. Tables without files yet get empty views of the right columns."""
+    if is_object_store(root):
+        raise LakeError(
+            f"{root}: the duckdb CLI script is for a local lake (on object storage its views "
+            "read a PyArrow dataset); query it with `trajlake sql` instead"
+        )
+    con = duckdb.connect(":memory:")
+    root = Path(root).resolve()
+    statements = [f"{view_statement(con, root, topic)};" for topic in TOPICS]
+    return "\n".join(["SET TimeZone = 'UTC';", *statements, "", VIEWS_SQL.read_text()])
+
+
 def create_view(con: duckdb.DuckDBPyConnection, root: Path, topic: str) -> None:
+    con.execute(view_statement(con, root, topic))
+
+
+def view_statement(con: duckdb.DuckDBPyConnection, root: Path, topic: str) -> str:
+    """CREATE VIEW for one topic: its files deduplicated, or no rows while it has none."""
     table = table_name(topic)
     if has_files(root, table):
         source = parquet_source([str(root / table / "**" / f"*{PARQUET_SUFFIX}")])
     else:
         source = f"({empty_select(con, topic)})"
-    con.execute(f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {dedup_select(source)}")
+    return f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {dedup_select(source)}"
 
 
 def dedup_select(source: str) -> str:
