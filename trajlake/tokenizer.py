@@ -24,6 +24,51 @@ EOS_TOKEN = "<|endoftext|>"
 #: special tokens of trained tokenizers: end of text, then the ChatML turn markers.
 SPECIAL_TOKENS = (EOS_TOKEN, "<|im_start|>", "<|im_end|>")
 REGEX_TOKENIZER_ID = "regex-v1"
+#: Qwen3-style ChatML with tools, for trained tokenizers. Tools are listed in the system turn,
+#: reasoning goes in <think>, calls in <tool_call>, results in <tool_response> inside a user turn.
+#: `{% generation %}` marks what the assistant writes (its <|im_end|> included), so
+#: `apply_chat_template(..., return_assistant_tokens_mask=True)` finds the trained tokens.
+CHAT_TEMPLATE = r"""{%- if tools %}
+{{- '<|im_start|>system\n' }}
+{%- if messages[0].role == 'system' %}{{- messages[0].content + '\n\n' }}{%- endif %}
+{{- '# Tools\n\nYou may call one or more functions. Their signatures, within <tools></tools>:'
+    '\n<tools>' }}
+{%- for tool in tools %}{{- '\n' + (tool | tojson) }}{%- endfor %}
+{{- '\n</tools>\n\nFor each call, return a JSON object with the function name and arguments '
+    'within <tool_call></tool_call> tags:\n<tool_call>\n{"name": <function-name>, '
+    '"arguments": <args-json-object>}\n</tool_call><|im_end|>\n' }}
+{%- elif messages[0].role == 'system' %}
+{{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}
+{%- endif %}
+{%- for message in messages %}
+{%- if message.role == 'user' or (message.role == 'system' and not loop.first) %}
+{{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' }}
+{%- elif message.role == 'assistant' %}
+{{- '<|im_start|>assistant\n' }}
+{%- generation %}
+{%- if message.reasoning_content %}
+{{- '<think>\n' + message.reasoning_content.strip('\n') + '\n</think>\n\n' }}
+{%- endif %}
+{{- message.content or '' }}
+{%- for call in message.tool_calls or [] %}
+{%- set call = call.function or call %}
+{%- if message.content or not loop.first %}{{- '\n' }}{%- endif %}
+{{- '<tool_call>\n{"name": "' + call.name + '", "arguments": ' }}
+{{- call.arguments if call.arguments is string else call.arguments | tojson }}
+{{- '}\n</tool_call>' }}
+{%- endfor %}
+{{- '<|im_end|>' }}
+{%- endgeneration %}
+{{- '\n' }}
+{%- elif message.role == 'tool' %}
+{%- if loop.first or messages[loop.index0 - 1].role != 'tool' %}
+{{- '<|im_start|>user' }}
+{%- endif %}
+{{- '\n<tool_response>\n' + message.content + '\n</tool_response>' }}
+{%- if loop.last or messages[loop.index0 + 1].role != 'tool' %}{{- '<|im_end|>\n' }}{%- endif %}
+{%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"""
 _REGEX = re.compile(r"\w+|[^\w\s]")
 
 
@@ -99,7 +144,8 @@ def train_tiny_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = 
     """Train a byte-level BPE on `texts` and save it where `AutoTokenizer` can load it.
 
     Writes `tokenizer.json` and a `tokenizer_config.json` (a fast tokenizer with
-    `<|endoftext|>` as end-of-text and padding token) into `out_dir`, which is returned.
+    `<|endoftext|>` as end-of-text and padding token, and `CHAT_TEMPLATE` as its chat template)
+    into `out_dir`, which is returned.
     """
     floor = len(pre_tokenizers.ByteLevel.alphabet()) + len(SPECIAL_TOKENS)
     if vocab_size < floor:
@@ -125,6 +171,7 @@ def train_tiny_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = 
         "additional_special_tokens": list(SPECIAL_TOKENS[1:]),
         "model_max_length": 1_000_000,
         "clean_up_tokenization_spaces": False,
+        "chat_template": CHAT_TEMPLATE,
     }
     (out_dir / TOKENIZER_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return out_dir
