@@ -270,8 +270,11 @@ def _without_calls(message: dict[str, Any], extra: dict[str, Any]) -> dict[str, 
 
 
 def _format_error(error: str) -> dict[str, Any]:
-    text = f"Your last reply had a malformed tool call ({error}). Call the bash tool again."
-    return {"role": "user", "content": text, "extra": {"interrupt_type": "FormatError"}}
+    return {
+        "role": "user",
+        "content": scaffold.format_error(error),
+        "extra": {"interrupt_type": "FormatError"},
+    }
 
 
 def _as_object(call: dict[str, Any]) -> SimpleNamespace:

@@ -39,6 +39,9 @@ BASH_TOOL = {
 TOOLS = [BASH_TOOL]
 
 OBSERVATION_TEMPLATE = "<returncode>{returncode}</returncode>\n<output>\n{output}</output>"
+FORMAT_ERROR_TEMPLATE = (
+    "Your last reply had a malformed tool call ({error}). Call the bash tool again."
+)
 TIMEOUT_NOTE = "The command was killed after {timeout:g} seconds."
 
 
@@ -59,8 +62,14 @@ def observation(output: str, returncode: int, limit_chars: int) -> str:
     return OBSERVATION_TEMPLATE.format(returncode=returncode, output=output)
 
 
+def format_error(error: str) -> str:
+    """What the model is told after a reply whose tool call could not be parsed."""
+    return FORMAT_ERROR_TEMPLATE.format(error=error)
+
+
 def scaffold_id() -> str:
     """Changes whenever anything the model sees changes."""
     parts = [SYSTEM_PROMPT, TASK_TEMPLATE, json.dumps(TOOLS, sort_keys=True), OBSERVATION_TEMPLATE]
+    parts.append(FORMAT_ERROR_TEMPLATE)
     digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:10]
     return f"mini-swe-agent-bash-{digest}"

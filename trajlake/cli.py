@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from trajlake.commands import pipeline, replay
+from trajlake.commands import mixture, pipeline, replay, train
 from trajlake.config import Config, load_config
 from trajlake.errors import TrajlakeError
 
@@ -39,6 +39,11 @@ Typical session:
   trajlake sql "SELECT stage, count(*) FROM dlq GROUP BY 1"
                                                query the lake
   trajlake lake compact                        merge small lake files (results unchanged)
+  trajlake mixture build SPEC.yaml             select a training set with SQL (see
+                                               `trajlake mixture example`); then
+                                               `mixture show NAME`, `mixture check NAME`
+  trajlake train --config training.yaml        fine-tune a model on a mixture (FSDP2, torchrun;
+                                               training/configs/tiny-cpu.yaml runs on a CPU)
   trajlake config show                         print the resolved configuration
 
 Configuration comes from trajlake.yaml (or --config FILE), with overrides such as
@@ -79,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument(
         "--idle-timeout", type=float, metavar="S", help="exit after S seconds with no input"
     )
+    stage.add_argument(  # also after the name, as in `trajlake stage rollout1 --config F`
+        "-c", "--config", default=argparse.SUPPRESS, help="config file (as before the command)"
+    )
     stage.set_defaults(func=cmd_stage)
 
     _add_repo_parsers(sub)
@@ -96,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compact.add_argument("--table", action="append", help="only these tables (repeatable)")
     compact.set_defaults(func=cmd_lake_compact)
+    lsub.add_parser(
+        "views", help="print the lake's views as SQL for the duckdb CLI (duckdb -init FILE)"
+    ).set_defaults(func=cmd_lake_views)
 
     config = sub.add_parser("config", help="show the resolved configuration")
     csub = config.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -104,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pipeline.add_parsers(sub)
     replay.add_parsers(sub)
+    mixture.add_parsers(sub)
+    train.add_parsers(sub)
     return parser
 
 
@@ -286,6 +299,13 @@ def cmd_lake_compact(args: argparse.Namespace, config: Config) -> int:
 
     report = compact(config.lake.root, tables=args.table)
     print(report)
+    return 0
+
+
+def cmd_lake_views(args: argparse.Namespace, config: Config) -> int:
+    from trajlake.lake.views import standalone_sql
+
+    print(standalone_sql(config.lake.root))
     return 0
 
 

@@ -95,7 +95,31 @@ QUERIES = [
         "SELECT rollout, count(*) AS n, sum(prompt_tokens + completion_tokens) AS tokens\n"
         "  FROM (SELECT * FROM rollouts_t1 UNION ALL BY NAME SELECT * FROM rollouts_t2) GROUP BY 1",
     ),
+    (
+        "Candidates for a training mixture (one row per rollout, all measurements joined)",
+        "SELECT rollout, label, count(*) AS n, round(avg(truncation_ratio), 2) AS trunc,\n"
+        "  max(patch_lines) AS max_patch FROM trajectories GROUP BY ALL ORDER BY ALL",
+    ),
 ]
+
+#: The mixture spec the demo writes next to its config: T2 soft-verified plus small T1 patches.
+DEMO_MIXTURE = """\
+name: demo
+seed: 0
+context_budget: 2048          # the demo's trajectories are ~2k tokens; some get cut here
+order: truncation
+sources:
+  - name: t2-verified
+    rollout: t2
+    min_recall: 0.5
+    exit_status: [Submitted]
+    count: 6
+  - name: t1-small
+    rollout: t1
+    max_patch_lines: 40
+    exit_status: [Submitted]
+    count: 6
+"""
 
 
 @dataclass
@@ -139,6 +163,7 @@ def demo_config(workdir: Path, teacher_url: str, overrides: list[str]) -> Config
         [
             f"bus.path={data / 'bus.db'}",
             f"lake.root={data / 'lake'}",
+            f"lake.mixtures={data / 'mixtures'}",
             f"producer.registry={data / 'repos.db'}",
             f"producer.mirrors={data / 'mirrors'}",
             f"agent.trajectories={data / 'trajectories'}",
@@ -182,4 +207,7 @@ def run_demo(
             statuses = run_pipeline(config, bus, on_progress=on_progress)
         finally:
             bus.close()
+    spec = workdir / "mixture.yaml"
+    if not spec.exists():
+        spec.write_text(DEMO_MIXTURE)
     return DemoResult(workdir, config, Lake(config.lake.root).counts(), statuses)

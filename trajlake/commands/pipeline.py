@@ -14,6 +14,9 @@ from trajlake.config import Config
 NEXT_STEPS = """\
 The demo's configuration is {config}; pass it to every command:
   trajlake --config {config} status
+Build a training mixture with SQL, then check it against the agent's format:
+  trajlake --config {config} mixture build {spec}
+  trajlake --config {config} mixture check demo
 Queries to try:
 """
 
@@ -98,9 +101,9 @@ def cmd_demo(args: argparse.Namespace, overrides: list[str]) -> int:
         ),
         end="",
     )
-    print("\n" + NEXT_STEPS.format(workdir=result.workdir))
+    print("\n" + NEXT_STEPS.format(config=config_file, spec=result.workdir / "mixture.yaml"))
     for title, query in QUERIES:
-        print(f'  -- {title}\n  trajlake sql "{" ".join(query.split())}"\n')
+        print(f'  -- {title}\n  trajlake --config {config_file} sql "{" ".join(query.split())}"\n')
     return 0
 
 

@@ -1,0 +1,254 @@
+"""A mixture spec (YAML) and the one DuckDB statement it compiles to.
+
+A spec names sources; each source is a condition on the `trajectories` view (shorthand fields,
+a SQL `where`, or both: they are ANDed) and asks for a `count` of samples or a `share` of
+`total`. A row that matches several sources is counted by the first one listed. `EXAMPLE`
+(printed by `trajlake mixture example`) shows every field.
+
+Selection reads only metadata columns; the text of the chosen rows is read once, at the end,
+and rendered there (see `render_select`): messages as chat-template input with a per-message
+`train` flag, cut by ordered truncation at the context budget back to the last assistant turn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from trajlake.errors import ConfigError
+from trajlake.lake.views import quote_literal
+from trajlake.yamlfile import describe, read_mapping
+
+#: How rollout messages are parsed from messages_json: the fields chat templates read.
+MESSAGE_TYPE = (
+    '[{"role": "VARCHAR", "content": "VARCHAR", "reasoning_content": "VARCHAR", '
+    '"tool_calls": [{"id": "VARCHAR", "type": "VARCHAR", '
+    '"function": {"name": "VARCHAR", "arguments": "VARCHAR"}}], "tool_call_id": "VARCHAR"}]'
+)
+
+
+EXAMPLE = """\
+name: myproj-v1              # the directory under lake.mixtures
+seed: 7                      # ties and random order come from it: same spec, same bytes
+context_budget: 32768        # tokens; a budget the filter measured (filter.budgets).
+                             # Samples are cut there (ordered truncation) and ordered by it
+order: truncation            # truncation: fully fitting first, then highest ratio | random
+dedup_by_patch: true         # one sample per (repo, rollout, patch)
+total: 8000                  # samples in all; needed when a source asks for a share
+specialization:              # optional: this share of every source from the target repos
+  repos: [myproj]
+  ratio: 0.75
+sources:                     # a row matching several sources counts for the first one
+  - name: t2-soft
+    rollout: t2              # t1 | t2
+    min_recall: 0.5          # verifier recall >= 0.5 (soft verification)
+    exit_status: [Submitted]
+    share: 0.5               # or count: N
+  - name: t1-small
+    rollout: t1
+    max_patch_lines: 40      # changed lines
+    max_tool_tokens: 600     # longest tool output, in tokens
+    min_truncation_ratio: 0.5
+    # also: repos: [...], teachers: [teacher ids]
+    where: "self_eval = 'yes' AND NOT duplicate"   # any SQL on the trajectories view
+    share: 0.5"""
+
+
+#: Columns of `trajectories` a mixture row is made from (read for the chosen rows only).
+READ_COLUMNS = tuple(
+    f"t.{c}"
+    for c in (
+        "rollout_id",
+        "rollout",
+        "request",
+        "repo",
+        '"commit"',
+        "teacher_id",
+        "scaffold_id",
+        "config_hash",
+        "task_id",
+        "pr_id",
+        "exit_status",
+        "recall",
+        "matched",
+        "total",
+        "label",
+        "message_tokens",
+        "patch_lines",
+        "tool_tokens_max",
+        "tokenizer",
+        "patch",
+        "tools_json",
+    )
+)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Source(_Spec):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="label of the source")
+    count: int | None = Field(None, ge=0, description="samples wanted from this source")
+    share: float | None = Field(None, ge=0, le=1, description="or this share of `total`")
+    rollout: Literal["t1", "t2"] | None = Field(None, description="T1 or T2 trajectories")
+    min_recall: float | None = Field(None, ge=0, le=1, description="verifier recall at least")
+    max_patch_lines: int | None = Field(None, ge=0, description="changed lines at most")
+    max_tool_tokens: int | None = Field(None, ge=0, description="longest tool output, tokens")
+    min_truncation_ratio: float | None = Field(
+        None, ge=0, le=1, description="truncation ratio at the context budget at least"
+    )
+    repos: list[str] | None = Field(None, description="only these repositories")
+    teachers: list[str] | None = Field(None, description="only these teacher ids")
+    exit_status: list[str] | None = Field(None, description="only rollouts that ended so")
+    where: str | None = Field(None, description="any SQL condition on `trajectories`")
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> Source:
+        if (self.count is None) == (self.share is None):
+            raise ValueError(f"source {self.name!r}: give exactly one of count or share")
+        return self
+
+    def condition(self) -> str:
+        """The SQL condition this source selects (true when it has none)."""
+        parts = [f"rollout = {quote_literal(self.rollout)}"] if self.rollout else []
+        if self.min_recall is not None:
+            parts.append(f"recall >= {self.min_recall!r}")
+        if self.max_patch_lines is not None:
+            parts.append(f"patch_lines <= {self.max_patch_lines}")
+        if self.max_tool_tokens is not None:
+            parts.append(f"tool_tokens_max <= {self.max_tool_tokens}")
+        if self.min_truncation_ratio is not None:
+            parts.append(f"ratio >= {self.min_truncation_ratio!r}")
+        for column, values in (
+            ("repo", self.repos),
+            ("teacher_id", self.teachers),
+            ("exit_status", self.exit_status),
+        ):
+            if values is not None:
+                parts.append(f"{column} IN ({', '.join(map(quote_literal, values)) or 'NULL'})")
+        if self.where:
+            parts.append(f"({self.where})")
+        return " AND ".join(parts) or "true"
+
+
+class Specialization(_Spec):
+    repos: list[str] = Field(min_length=1, description="the target repositories")
+    ratio: float = Field(ge=0, le=1, description="share of each source from the target repos")
+
+
+class MixtureSpec(_Spec):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="directory name")
+    sources: list[Source] = Field(min_length=1)
+    total: int | None = Field(None, ge=0, description="samples in all; needed for shares")
+    specialization: Specialization | None = None
+    order: Literal["truncation", "random"] = Field(
+        "truncation", description="truncation: fully fitting first, then highest ratio"
+    )
+    context_budget: int = Field(32768, gt=0, description="tokens; must be a measured budget")
+    dedup_by_patch: bool = Field(True, description="one sample per (repo, rollout, patch hash)")
+    seed: int = Field(0, description="ties and random order are drawn from it")
+
+    @model_validator(mode="after")
+    def _valid(self) -> MixtureSpec:
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"source names must be unique: {names}")
+        if self.total is None and any(s.share is not None for s in self.sources):
+            raise ValueError("a source asks for a share: set `total`")
+        return self
+
+    def quotas(self) -> dict[tuple[str, bool], int]:
+        """Samples wanted per (source, from a target repo)."""
+        quotas = {}
+        for source in self.sources:
+            wanted = source.count if source.count is not None else round(source.share * self.total)
+            target = round(wanted * self.specialization.ratio) if self.specialization else 0
+            quotas[(source.name, True)] = target
+            quotas[(source.name, False)] = wanted - target
+        return quotas
+
+
+def load_spec(path: str | Path) -> MixtureSpec:
+    """The spec in a YAML file; errors name the file and the field."""
+    data = read_mapping(path, "mixture spec")
+    try:
+        return MixtureSpec.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(describe(e, f"mixture spec {path}")) from None
+
+
+def selection_sql(spec: MixtureSpec, source: str = "trajectories") -> str:
+    """SELECT of the chosen rows (metadata only), with `source`, `target` and `position`."""
+    budget = spec.context_budget
+    ratio = f"truncation_ratios[list_position(budgets, {budget})]"
+    assign = " ".join(f"WHEN {s.condition()} THEN {quote_literal(s.name)}" for s in spec.sources)
+    target = (
+        f"repo IN ({', '.join(map(quote_literal, spec.specialization.repos))})"
+        if spec.specialization
+        else "false"
+    )
+    tiebreak = f"md5('{spec.seed}:' || rollout_id)"
+    order = f"ratio DESC, {tiebreak}" if spec.order == "truncation" else tiebreak
+    quotas = " ".join(
+        f"WHEN source = {quote_literal(name)} AND target = {str(is_target).lower()} THEN {n}"
+        for (name, is_target), n in spec.quotas().items()
+    )
+    dedup = (
+        "QUALIFY row_number() OVER (PARTITION BY repo, rollout, "
+        f"coalesce(nullif(patch_hash, ''), rollout_id) ORDER BY {order}) = 1"
+        if spec.dedup_by_patch
+        else ""
+    )
+    return f"""
+SELECT rollout_id, source, target, row_number() OVER (ORDER BY {order}) AS position
+FROM (
+  SELECT *, row_number() OVER (PARTITION BY source, target ORDER BY {order}) AS rank
+  FROM (
+    SELECT * FROM (
+      SELECT rollout_id, repo, rollout, patch_hash, ratio, CASE {assign} END AS source,
+             {target} AS target
+      FROM (SELECT *, {ratio} AS ratio FROM {source})
+      WHERE ratio > 0
+    )
+    WHERE source IS NOT NULL
+    {dedup}
+  )
+)
+WHERE rank <= CASE {quotas} ELSE 0 END"""
+
+
+def mixture_sql(spec: MixtureSpec, source: str = "trajectories") -> str:
+    """The whole build: selection, then the chosen rows read and rendered for training.
+
+    `kept` messages survive ordered truncation at the context budget: the share the filter
+    measured (kept / all, so kept = round(ratio * all)), cut back to the last assistant turn
+    so that every sample ends on one.
+    """
+    budget = spec.context_budget
+    roles = "list_transform(m, lambda x: x.role)"
+    last_assistant = f"len(m) + 1 - list_position(list_reverse({roles}), 'assistant')"
+    return f"""
+WITH chosen AS MATERIALIZED ({selection_sql(spec, source)}
+), picked AS (
+  SELECT {", ".join(READ_COLUMNS)}, chosen.source, chosen.target, chosen.position,
+         t.truncation_ratios[list_position(t.budgets, {budget})] AS ratio,
+         from_json(t.messages_json, '{MESSAGE_TYPE}') AS m
+  FROM chosen JOIN {source} t USING (rollout_id)
+), cut AS (
+  SELECT *, least(CAST(round(ratio * len(m)) AS BIGINT), {last_assistant}) AS kept FROM picked
+)
+SELECT
+  rollout_id AS sample_id, source,
+  list_transform(list_slice(m, 1, kept), lambda x: struct_insert(x, train := x.role = 'assistant'))
+    AS messages,
+  tools_json AS tools,
+  rollout, request, repo, "commit", teacher_id, scaffold_id, config_hash, task_id, pr_id,
+  target AS target_repo, exit_status, recall, matched, total, label,
+  ratio AS truncation_ratio, kept AS kept_messages, len(m) AS messages_total,
+  CAST(list_sum(list_slice(message_tokens, 1, kept)) AS BIGINT) AS tokens,
+  patch_lines, tool_tokens_max, tokenizer, patch
+FROM cut
+ORDER BY position"""

@@ -1,0 +1,198 @@
+"""Building a mixture from the lake, and reading one back.
+
+`build` runs the spec's statement (see `mixture_spec`) once, writes the rows as Parquet and
+JSONL, a manifest and a report into a temporary directory, and renames it to
+`<mixtures>/<name>` only when everything is written: a mixture directory is always complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from trajlake.errors import TrajlakeError
+from trajlake.lake.files import PARQUET_SUFFIX
+from trajlake.lake.mixture_spec import MixtureSpec, mixture_sql
+from trajlake.lake.views import connect, quote_literal
+
+DATA_PARQUET = "data.parquet"
+DATA_JSONL = "data.jsonl"
+MANIFEST = "manifest.json"
+REPORT_PNG = "report.png"
+#: Lake tables the trajectories view reads.
+SOURCE_TABLES = ("tasks", "rollouts_t1", "rollouts_t2", "prs", "verdicts", "samples")
+REPORT_COLUMNS = (
+    "SELECT recall, truncation_ratio, patch_lines, tokens, repo, teacher_id FROM mixture"
+)
+
+
+class MixtureError(TrajlakeError):
+    """A mixture cannot be built or read as asked."""
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    source: str
+    target: bool
+    wanted: int
+    selected: int
+
+    def __str__(self) -> str:
+        side = "target repos" if self.target else "other repos"
+        missing = self.wanted - self.selected
+        return (
+            f"source {self.source!r} ({side}): {self.selected} of {self.wanted} "
+            f"selected, {missing} short"
+        )
+
+
+def build(
+    spec: MixtureSpec, lake_root: str | Path, out_root: str | Path, config_hash: str, force=False
+) -> tuple[Path, dict[str, Any]]:
+    """Build `spec` from the lake into `<out_root>/<name>`; returns the directory and manifest."""
+    con = connect(lake_root)
+    files = {"lake_root": str(Path(lake_root).resolve()), "lake_files": lake_files(lake_root)}
+    return write_mixture(con, spec, out_root, {"config_hash": config_hash, **files}, force)
+
+
+def write_mixture(
+    con: duckdb.DuckDBPyConnection,
+    spec: MixtureSpec,
+    out_root: str | Path,
+    provenance: dict[str, Any],
+    force: bool = False,
+) -> tuple[Path, dict[str, Any]]:
+    """Build `spec` from the `trajectories` relation of `con`; `provenance` (config hash, lake
+    files) goes into the manifest as it is."""
+    out_root = Path(out_root)
+    final = out_root / spec.name
+    if final.exists() and not force:
+        raise MixtureError(f"mixture {final} exists: pick another name or pass --force")
+    _check_budget(con, spec.context_budget)
+    out_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.tmp-", dir=out_root))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a mixture is for sharing
+    try:
+        sql = mixture_sql(spec)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE mixture AS {sql}")
+        _export(con, tmp)
+        manifest = _manifest(con, spec, sql) | provenance
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        from trajlake.lake.report import write_report  # matplotlib loads slowly
+
+        write_report(con.sql(REPORT_COLUMNS).to_arrow_table(), tmp / REPORT_PNG)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final, manifest
+
+
+def _check_budget(con: duckdb.DuckDBPyConnection, budget: int) -> None:
+    measured = [
+        row[0]
+        for row in con.execute(
+            "SELECT DISTINCT unnest(budgets) FROM trajectories ORDER BY 1"
+        ).fetchall()
+    ]
+    if budget not in measured:
+        raise MixtureError(
+            f"no sample is measured at context_budget {budget}: the lake has {measured or 'none'}"
+            "; pick one of those, or add the budget to filter.budgets and re-run the filter"
+        )
+
+
+def _export(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+    """Parquet (zstd) and JSONL, in the mixture's order; the same rows give the same bytes."""
+    parquet = quote_literal(str(out / DATA_PARQUET))
+    jsonl = quote_literal(str(out / DATA_JSONL))
+    con.execute(f"COPY mixture TO {parquet} (FORMAT parquet, COMPRESSION zstd)")
+    con.execute(f"COPY mixture TO {jsonl} (FORMAT json)")
+
+
+def _manifest(con: duckdb.DuckDBPyConnection, spec: MixtureSpec, sql: str) -> dict[str, Any]:
+    selected = dict(
+        ((source, target), n)
+        for source, target, n in con.execute(
+            "SELECT source, target_repo, count(*) FROM mixture GROUP BY ALL"
+        ).fetchall()
+    )
+    shortfalls = [
+        Shortfall(source, target, wanted, selected.get((source, target), 0))
+        for (source, target), wanted in spec.quotas().items()
+        if selected.get((source, target), 0) < wanted
+    ]
+    return {
+        "name": spec.name,
+        "seed": spec.seed,
+        "spec": spec.model_dump(mode="json", exclude_none=True),
+        "sql": sql.strip(),
+        "samples": sum(selected.values()),
+        "counts": _source_counts(spec, selected),
+        "shortfalls": [str(s) for s in shortfalls],
+        "by_repo": _group_counts(con, "repo"),
+        "by_teacher": _group_counts(con, "teacher_id"),
+        "by_rollout": _group_counts(con, "rollout"),
+        "source_config_hashes": sorted(_group_counts(con, "config_hash")),
+        "files": [DATA_PARQUET, DATA_JSONL, MANIFEST, REPORT_PNG],
+    }
+
+
+def _source_counts(
+    spec: MixtureSpec, selected: dict[tuple[str, bool], int]
+) -> dict[str, dict[str, int]]:
+    quotas = spec.quotas()
+    counts = {}
+    for source in spec.sources:
+        sides = {"target": True, "other": False}
+        counts[source.name] = {
+            "wanted": sum(quotas[(source.name, t)] for t in sides.values()),
+            "selected": sum(selected.get((source.name, t), 0) for t in sides.values()),
+        } | {
+            f"{side}_{what}": (quotas if what == "wanted" else selected).get((source.name, t), 0)
+            for side, t in sides.items()
+            for what in ("wanted", "selected")
+        }
+    return counts
+
+
+def _group_counts(con: duckdb.DuckDBPyConnection, column: str) -> dict[str, int]:
+    rows = con.execute(
+        f"SELECT {column}, count(*) FROM mixture GROUP BY 1 ORDER BY 2 DESC, 1"
+    ).fetchall()
+    return {str(key): n for key, n in rows}
+
+
+def lake_files(lake_root: str | Path) -> list[str]:
+    """The lake's data files the build could read, relative to the lake root, sorted."""
+    root = Path(lake_root)
+    return sorted(
+        str(path.relative_to(root))
+        for table in SOURCE_TABLES
+        for path in (root / table).rglob(f"*{PARQUET_SUFFIX}")
+    )
+
+
+def read_manifest(out_root: str | Path, name: str) -> dict[str, Any]:
+    """The manifest of mixture `name` (a name under `out_root`, or a directory path)."""
+    directory = mixture_dir(out_root, name)
+    return json.loads((directory / MANIFEST).read_text())
+
+
+def mixture_dir(out_root: str | Path, name: str) -> Path:
+    """`name` as a path if it is a mixture directory, else `<out_root>/<name>`."""
+    for candidate in (Path(name), Path(out_root) / name):
+        if (candidate / MANIFEST).is_file():
+            return candidate
+    built = sorted(p.parent.name for p in Path(out_root).glob(f"*/{MANIFEST}"))
+    raise MixtureError(
+        f"no mixture {name!r} in {out_root} (built: {', '.join(built) or 'none'}); "
+        "build one with `trajlake mixture build SPEC.yaml`"
+    )
