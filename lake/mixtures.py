@@ -39,15 +39,17 @@ class MixtureError(TrajlakeError):
 @dataclass(frozen=True)
 class Shortfall:
     source: str
-    target: bool
+    target: bool | None  # None: the spec does not split target and other repositories
     wanted: int
     selected: int
 
     def __str__(self) -> str:
-        side = "target repos" if self.target else "other repos"
+        side = (
+            "" if self.target is None else (" (target repos)" if self.target else " (other repos)")
+        )
         missing = self.wanted - self.selected
         return (
-            f"source {self.source!r} ({side}): {self.selected} of {self.wanted} "
+            f"source {self.source!r}{side}: {self.selected} of {self.wanted} "
             f"selected, {missing} short"
         )
 
@@ -124,8 +126,9 @@ def _manifest(con: duckdb.DuckDBPyConnection, spec: MixtureSpec, sql: str) -> di
             "SELECT source, target_repo, count(*) FROM mixture GROUP BY ALL"
         ).fetchall()
     )
+    split = spec.specialization is not None
     shortfalls = [
-        Shortfall(source, target, wanted, selected.get((source, target), 0))
+        Shortfall(source, target if split else None, wanted, selected.get((source, target), 0))
         for (source, target), wanted in spec.quotas().items()
         if selected.get((source, target), 0) < wanted
     ]

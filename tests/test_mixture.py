@@ -193,6 +193,10 @@ def test_shortfall_is_reported_per_source(demo, tmp_path):
     for side, target in (("target repos", True), ("other repos", False)):
         have = available(con, "rollout = 't2' AND recall >= 1.0", target)
         assert f"source 'few' ({side}): {have} of 250 selected, {250 - have} short" in err
+    unsplit = write_spec(tmp_path / "u.yaml", name="short2", sources=sources, specialization=None)
+    rc, _, err = cli(config_file, "mixture", "build", str(unsplit))
+    have = sum(available(con, "rollout = 't2' AND recall >= 1.0", t) for t in (True, False))
+    assert rc == 0 and f"source 'few': {have} of 500 selected, {500 - have} short" in err
 
 
 def test_spec_errors_name_the_field(demo, tmp_path):

@@ -69,13 +69,14 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
 
 
 def _print_summary(manifest: dict) -> None:
+    """Counts per source (split into target and other repos when the spec specializes)."""
+    split = "specialization" in manifest["spec"]
     print(f"mixture {manifest['name']}: {manifest['samples']} samples")
-    print(f"  {'source':<20} {'wanted':>7} {'selected':>9} {'target':>7} {'other':>7}")
+    header = f"  {'source':<20} {'wanted':>7} {'selected':>9}"
+    print(header + (f" {'target':>7} {'other':>7}" if split else ""))
     for name, c in manifest["counts"].items():
-        print(
-            f"  {name:<20} {c['wanted']:>7} {c['selected']:>9} "
-            f"{c['target_selected']:>7} {c['other_selected']:>7}"
-        )
+        line = f"  {name:<20} {c['wanted']:>7} {c['selected']:>9}"
+        print(line + (f" {c['target_selected']:>7} {c['other_selected']:>7}" if split else ""))
     for key in ("by_rollout", "by_repo", "by_teacher"):
         print(
             f"  {key.replace('_', ' ')}: " + ", ".join(f"{k} {n}" for k, n in manifest[key].items())
