@@ -14,7 +14,7 @@ from trajlake.bus import open_bus
 from trajlake.config import Config, LakeConfig, RunnerConfig
 from trajlake.lake import Lake
 from trajlake.runner import StageRunner
-from trajlake.schemas import DeadLetter, TaskEvent
+from trajlake.schemas import CommitEvent, DeadLetter, TaskEvent
 from trajlake.stage import Stage
 
 pytestmark = pytest.mark.integration
@@ -130,3 +130,52 @@ def test_already_done_inputs_are_re_emitted_from_the_lake_not_recomputed(setup):
     assert runner.stats.skipped == 20
     outputs = [json.loads(m.value)["event_id"] for m in read_topic(bus, "tasks")]
     assert sorted(outputs) == sorted([expected_id(c.event_id) for c in commits] * 2)
+
+
+def test_taken_over_partitions_reuse_their_old_owners_lake_work(setup):
+    """A member that wrote its outputs to the lake and died before committing: whoever takes
+    over its partitions re-emits those outputs from the lake instead of redoing the work."""
+    config, bus, lake = setup
+    calls = []
+    stage = Stage(
+        "echo",
+        STAGE.inputs,
+        STAGE.outputs,
+        lambda e: calls.append(e) or STAGE.process(e),
+        skip_if_done=True,
+    )
+    other = bus.consumer("echo", ["commits"])
+    for _ in range(60):
+        if len(other.assignment()) == 3:
+            break
+        other.poll(timeout_s=0.2)
+    runner = StageRunner(stage, bus, lake, RunnerConfig(poll_timeout_s=0.2))
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(other.assignment()) == 3:  # until the runner has joined and got a share
+            assert time.monotonic() < deadline, "the runner never got a partition"
+            other.poll(timeout_s=0.2)
+        mine = other.assignment()
+        commits = [commit_event(i, repo=f"org/repo{i % 6}") for i in range(30)]  # 3 partitions
+        produce(bus, "commits", [c.encode() for c in commits], [c.partition_key() for c in commits])
+        ends = bus.end_offsets(["commits"])
+        theirs = sum(ends[tp] for tp in mine)
+        taken = []
+        while len(taken) < theirs:
+            assert time.monotonic() < deadline, f"read {len(taken)} of {theirs}"
+            taken += other.poll(timeout_s=0.2)
+        outputs = [e for m in taken for e in STAGE.process(CommitEvent.decode(m.value))]
+        lake.write("tasks", outputs, name="dead-member")  # finished, then died uncommitted
+        other.close()
+        while bus.committed("echo", ["commits"]) != ends:
+            assert time.monotonic() < deadline, "the runner did not finish every partition"
+            time.sleep(0.2)
+    finally:
+        runner.stop()
+        thread.join()
+    assert runner.stats.skipped == theirs > 0
+    assert len(calls) == 30 - theirs  # only the runner's own share was computed
+    published = [json.loads(m.value)["event_id"] for m in read_topic(bus, "tasks")]
+    assert sorted(published) == sorted(expected_id(c.event_id) for c in commits)

@@ -59,6 +59,7 @@ class StageRunner:
         self._window: dict[TopicPartition, deque[tuple[Message, Future]]] = {}
         self._held = 0
         self._done_index: dict[str, set[str]] = {}
+        self._indexed: set[TopicPartition] | None = None  # owned when the index was loaded
         self._lake_lock = threading.Lock()
         self._redactor = Redactor()
 
@@ -75,8 +76,6 @@ class StageRunner:
 
         Time spent without partitions (joining a group, a rebalance) does not count as idle.
         """
-        if self.stage.skip_if_done:
-            self._load_done_index()
         consumer = self.bus.consumer(self.stage.name, list(self.stage.inputs))
         producer = self.bus.producer()
         last_activity = time.monotonic()
@@ -110,6 +109,8 @@ class StageRunner:
         running = self._pool is not None and self._held > 0
         timeout = 0.02 if running else self.config.poll_timeout_s
         messages = consumer.poll(max_records=room, timeout_s=timeout)
+        if self.stage.skip_if_done and messages:
+            self._index_partitions(consumer, {(m.topic, m.partition) for m in messages})
         for msg in messages:
             key = (msg.topic, msg.partition)
             self._window.setdefault(key, deque()).append((msg, self._submit(msg)))
@@ -211,8 +212,18 @@ class StageRunner:
 
     # -- "already done?" -----------------------------------------------------------------
 
+    def _index_partitions(self, consumer: Consumer, partitions: set[TopicPartition]) -> None:
+        """(Re)load the index when records come from a partition it was not loaded for: at
+        the start, and after a rebalance handed over a dead member's partitions, whose
+        finished but uncommitted work is then re-emitted from the lake, not redone."""
+        if self._indexed is not None and partitions <= self._indexed:
+            return
+        self._indexed = consumer.assignment() | partitions
+        self._load_done_index()
+
     def _load_done_index(self) -> None:
         """Input event id -> output topics that already hold this stage's outputs for it."""
+        index: dict[str, set[str]] = {}
         with self._lake_lock:
             con = self.lake.connect()
             for topic in self.stage.outputs:
@@ -223,8 +234,9 @@ class StageRunner:
                     [self.stage.name],
                 ).fetchall()
                 for (parent,) in rows:
-                    self._done_index.setdefault(parent, set()).add(topic)
+                    index.setdefault(parent, set()).add(topic)
             con.close()
+        self._done_index = index  # swapped whole: records in flight see the old or the new one
 
     def _prior_outputs(self, event: Event) -> list[Event]:
         topics = self._done_index.get(event.event_id)
