@@ -123,6 +123,9 @@ def test_config_overrides_and_errors(tmp_path: Path) -> None:
         load_train_config(path, ["lr=-1"])
     with pytest.raises(ConfigError, match="hf_config"):
         load_train_config(path, ["hf_config={}"])
+    with pytest.raises(ConfigError, match="not both"):
+        load_train_config(path, ["model=/models/qwen3"])
+    assert load_train_config(path, ["model=/models/qwen3", "hf_config={}"]).model == "/models/qwen3"
     with pytest.raises(ConfigError, match="not found"):
         load_train_config(tmp_path / "missing.yaml")
 

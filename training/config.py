@@ -102,6 +102,11 @@ class TrainConfig(BaseModel):
     def _check(self) -> TrainConfig:
         if not self.model and not self.hf_config:
             raise ValueError("set model (a local Hugging Face directory) or hf_config")
+        if self.model and self.hf_config:
+            raise ValueError(
+                "set model or hf_config, not both (override with hf_config={} to train the "
+                "model directory)"
+            )
         if self.micro_batch_tokens < self.max_seq_len:
             raise ValueError("micro_batch_tokens must be at least max_seq_len")
         return self
