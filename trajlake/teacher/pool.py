@@ -4,7 +4,8 @@ Strategies: `least_loaded` picks the endpoint with the fewest calls in flight (t
 the pool), `round_robin` takes each in turn. An endpoint that fails `down_after` attempts in a
 row (timeouts, connection errors, 5xx, 429) is marked down for `down_for_s` seconds; it gets
 no calls then, unless every endpoint is down, in which case the one that comes back soonest
-is tried. One success clears its failure count. Thread-safe: one pool per Teacher.
+is tried. One success clears its failure count. Thread-safe: one pool per Teacher. What each
+endpoint answered and how often it failed is counted by the teacher's UsageMeter, not here.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ class EndpointState:
 
     url: str
     in_flight: int = 0
-    successes: int = 0
-    failures: int = 0  # all failed attempts
     failing: int = 0  # failed attempts in a row, reset by a success
     down_until: float = 0.0  # monotonic time; 0: up
 
@@ -72,11 +71,9 @@ class EndpointPool:
             state = next(s for s in self._states if s.url == url)
             state.in_flight -= 1
             if ok:
-                state.successes += 1
                 state.failing = 0
                 state.down_until = 0.0
                 return
-            state.failures += 1
             state.failing += 1
             if state.failing >= self.down_after:
                 state.down_until = self._clock() + self.down_for_s
@@ -92,11 +89,6 @@ class EndpointPool:
         now = self._clock()
         with self._lock:
             return [s.url for s in self._states if s.down_until > now]
-
-    def snapshot(self) -> list[EndpointState]:
-        """A copy of every endpoint's state, in pool order."""
-        with self._lock:
-            return [EndpointState(**vars(s)) for s in self._states]
 
     def _choose(self, avoid: Collection[str]) -> EndpointState:
         now = self._clock()
