@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
+from pathlib import Path
 
 from trajlake.bus import Bus, Message
 from trajlake.config import Config
@@ -51,3 +53,17 @@ def bus_overrides(bus_config) -> list[str]:
         f"bus.bootstrap_servers={bus_config.bootstrap_servers}",
         f"bus.namespace={bus_config.namespace}",
     ]
+
+
+def git_repo(path: Path, files: dict[str, str]) -> tuple[Path, str]:
+    """A git repository at `path` with `files` (relative path -> text) in one commit on main;
+    returns (path, head commit)."""
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    git = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    return path, head.stdout.strip()

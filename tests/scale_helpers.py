@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from helpers import git_repo
 
 from trajlake.bus import partition_for
 from trajlake.schemas import TaskEvent, make_event_id
@@ -17,15 +18,8 @@ SUBMIT = {"name": "bash", "arguments": {"command": "echo COMPLETE_TASK_AND_SUBMI
 
 def make_repo(path: Path, functions: int) -> tuple[Path, str]:
     """A git repository with `functions` small functions in pkg/mod.py; (path, head commit)."""
-    (path / "pkg").mkdir(parents=True)
     body = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(functions))
-    (path / "pkg" / "mod.py").write_text(body)
-    git = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], check=True)
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-    return path, head.stdout.strip()
+    return git_repo(path, {"pkg/mod.py": body})
 
 
 def make_tasks(repo: Path, commit: str, functions: int) -> list[TaskEvent]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import git_repo
 
 from trajlake.config import load_config
 from trajlake.consumers.pr_writer import wants_pr
@@ -49,15 +49,7 @@ def script(tmp_path: Path, verdict: str = "yes", **agent: object) -> Path:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> tuple[Path, str]:
-    path = tmp_path / "repo"
-    (path / "pkg").mkdir(parents=True)
-    (path / "pkg" / "mod.py").write_text("def f(x):\n    return x + 1\n")
-    git = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], check=True)
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-    return path, head.stdout.strip()
+    return git_repo(tmp_path / "repo", {"pkg/mod.py": "def f(x):\n    return x + 1\n"})
 
 
 def task(repo: tuple[Path, str], name: str = "f") -> TaskEvent:
