@@ -262,7 +262,7 @@ class PatchRegistry:
 
     def _load(self) -> dict[tuple[str, str, str], str]:
         """(repo, teacher, patch hash) -> the rollout that had it first, as the lake says."""
-        con = self._lake.connect()
+        con = self._lake.connect(["rollouts.t1"])
         rows = con.execute(
             "SELECT repo, teacher_id, patch_hash, arg_min(event_id, created_at) FROM rollouts_t1 "
             "WHERE patch_hash != '' GROUP BY ALL"

@@ -10,7 +10,7 @@ under its final name and a manifest written after it makes it visible (trajlake.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -99,9 +99,10 @@ class Lake:
             con.close()
         return [cls.from_row(row) for row in rows]
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with one deduplicated view per topic."""
-        return views.connect(self.root)
+    def connect(self, topics: Iterable[str] | None = None) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with one deduplicated view per topic (only `topics`
+        when given: each view lists its table's files, and views.sql needs them all)."""
+        return views.connect(self.root, topics)
 
     def counts(self) -> dict[str, int]:
         """Rows per topic, as the (deduplicated) views show them."""

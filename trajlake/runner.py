@@ -224,11 +224,10 @@ class StageRunner:
     def _load_done_index(self) -> None:
         """Input event id -> output topics that already hold this stage's outputs for it."""
         index: dict[str, set[str]] = {}
+        outputs = [topic for topic in self.stage.outputs if topic != DLQ_TOPIC]
         with self._lake_lock:
-            con = self.lake.connect()
-            for topic in self.stage.outputs:
-                if topic == DLQ_TOPIC:
-                    continue
+            con = self.lake.connect(outputs)
+            for topic in outputs:
                 rows = con.execute(
                     f"SELECT DISTINCT unnest(parent_ids) FROM {table_name(topic)} WHERE stage = ?",
                     [self.stage.name],
