@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import torch
+import torch.distributed as dist
 
 from trajlake.training.chat import IGNORE_INDEX, tokenize_chat, truncate
 from trajlake.training.errors import MixtureError, TrainingError
@@ -111,6 +112,27 @@ def encode_mixture(rows: list[dict[str, Any]], tokenizer: Any, max_seq_len: int)
             Example(row["sample_id"], ids, torch.tensor(kept.labels, dtype=torch.int32))
         )
     return Encoded(examples, dropped, truncated)
+
+
+def encode_mixture_shared(rows: list[dict[str, Any]], tokenizer: Any, max_seq_len: int) -> Encoded:
+    """`encode_mixture` split over the ranks: each tokenizes every world-th row and the shares
+    are exchanged (over gloo, on the CPU, beside NCCL too), so the mixture is rendered and
+    tokenized once in all rather than once per rank. Same examples, same order."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mine = encode_mixture(rows[rank::world], tokenizer, max_seq_len)
+    if world == 1:
+        return mine
+    group = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+    shares: list[Encoded | None] = [None] * world
+    dist.all_gather_object(shares, mine, group=group)
+    position = {row["sample_id"]: i for i, row in enumerate(rows)}
+    examples = [e for share in shares if share for e in share.examples]
+    examples.sort(key=lambda e: position[e.sample_id])
+    return Encoded(
+        examples,
+        sum(share.dropped for share in shares if share),
+        sum(share.truncated for share in shares if share),
+    )
 
 
 def plan_epoch(

@@ -49,7 +49,7 @@ from trajlake.training.data import (
     Encoded,
     Step,
     collate,
-    encode_mixture,
+    encode_mixture_shared,
     mixture_texts,
     plan_hash,
     plan_steps,
@@ -110,7 +110,7 @@ def setup(cfg: TrainConfig, resume: bool) -> Run:
     mixture_dir, tokenizer_dir = _prepare_inputs(cfg, out)
     tokenizer = _load_tokenizer(tokenizer_dir, cfg.chat_template)
     rows, manifest = read_mixture(mixture_dir)
-    encoded = encode_mixture(rows, tokenizer, cfg.max_seq_len)
+    encoded = encode_mixture_shared(rows, tokenizer, cfg.max_seq_len)
     per_step = dist.get_world_size() * cfg.grad_accum
     lengths = [len(e) for e in encoded.examples]
     steps = plan_steps(lengths, cfg.micro_batch_tokens, cfg.seed, cfg.epochs, cfg.pack, per_step)
