@@ -19,6 +19,7 @@ import duckdb
 from trajlake.errors import TrajlakeError
 from trajlake.lake.files import PARQUET_SUFFIX
 from trajlake.lake.mixture_spec import MixtureSpec, mixture_sql
+from trajlake.lake.objects import ObjectLake, is_object_store
 from trajlake.lake.views import connect, quote_literal
 
 DATA_PARQUET = "data.parquet"
@@ -59,7 +60,8 @@ def build(
 ) -> tuple[Path, dict[str, Any]]:
     """Build `spec` from the lake into `<out_root>/<name>`; returns the directory and manifest."""
     con = connect(lake_root)
-    files = {"lake_root": str(Path(lake_root).resolve()), "lake_files": lake_files(lake_root)}
+    where = str(lake_root) if is_object_store(lake_root) else str(Path(lake_root).resolve())
+    files = {"lake_root": where, "lake_files": lake_files(lake_root)}
     return write_mixture(con, spec, out_root, {"config_hash": config_hash, **files}, force)
 
 
@@ -174,7 +176,15 @@ def _group_counts(con: duckdb.DuckDBPyConnection, column: str) -> dict[str, int]
 
 
 def lake_files(lake_root: str | Path) -> list[str]:
-    """The lake's data files the build could read, relative to the lake root, sorted."""
+    """The lake's data files the build could read, relative to the lake root, sorted (on
+    object storage: the objects that manifests make visible)."""
+    if is_object_store(lake_root):
+        objects = ObjectLake.open(str(lake_root))
+        return sorted(
+            path.removeprefix(f"{objects.base}/")
+            for table in SOURCE_TABLES
+            for path in objects.data_paths(table)
+        )
     root = Path(lake_root)
     return sorted(
         str(path.relative_to(root))

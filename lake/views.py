@@ -7,6 +7,7 @@ later ``created_at``, so the first version written is the one every query sees.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,6 +28,12 @@ KEEP_EARLIEST = "created_at IS NOT DISTINCT FROM min(created_at) OVER (PARTITION
 VIEWS_SQL = Path(__file__).with_name("views.sql")
 
 
+@functools.cache
+def derived_views() -> str:
+    """The text of views.sql, read once per process."""
+    return VIEWS_SQL.read_text()
+
+
 def connect(root: str | Path, topics: Iterable[str] | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a view per topic (all topics unless given).
 
@@ -38,7 +45,7 @@ def connect(root: str | Path, topics: Iterable[str] | None = None) -> duckdb.Duc
     con.execute("SET TimeZone = 'UTC'")
     refresh(con, root, topics)
     if topics is None:
-        con.execute(VIEWS_SQL.read_text())
+        con.execute(derived_views())
     return con
 
 
@@ -74,7 +81,7 @@ def standalone_sql(root: str | Path) -> str:
     con = duckdb.connect(":memory:")
     root = Path(root).resolve()
     statements = [f"{view_statement(con, root, topic)};" for topic in TOPICS]
-    return "\n".join(["SET TimeZone = 'UTC';", *statements, "", VIEWS_SQL.read_text()])
+    return "\n".join(["SET TimeZone = 'UTC';", *statements, "", derived_views()])
 
 
 def create_view(con: duckdb.DuckDBPyConnection, root: Path, topic: str) -> None:

@@ -27,6 +27,7 @@ from trajlake.cli import main
 from trajlake.config import BusConfig, RunnerConfig
 from trajlake.errors import LakeError
 from trajlake.lake import Lake
+from trajlake.lake.mixtures import lake_files
 from trajlake.lake.objects import MANIFESTS, ObjectLake, s3_filesystem
 from trajlake.runner import StageRunner
 from trajlake.schemas import TaskEvent, make_event_id
@@ -126,6 +127,8 @@ def test_writes_append_and_duckdb_reads_them(root: str) -> None:
     written = keys(root)
     assert len([k for k in written if k.endswith(".parquet")]) == 2
     assert len([k for k in written if f"/{MANIFESTS}/" in k]) == 2
+    # what a mixture built from this lake records as read: the two visible objects
+    assert [f.split("/")[0] for f in lake_files(root)] == ["tasks", "tasks"]
 
 
 def test_rewriting_a_name_replaces_the_object_and_views_deduplicate(root: str) -> None:
