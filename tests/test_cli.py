@@ -6,7 +6,10 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
+import urllib.request
+from importlib.resources import files
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -120,3 +123,25 @@ def test_stage_command_runs_a_stage_to_idle(workdir):
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert "consumed 30, produced 30, dead letters 0" in result.stderr
+
+
+def test_teacher_double_takes_the_options_its_help_shows(capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(["teacher-double", "--help"])
+    assert raised.value.code == 0
+    out = capsys.readouterr().out
+    assert "trajlake teacher-double --script FILE --port P" in out  # how to run it
+    for option in ("--script FILE", "--host HOST", "--port P", "--latency S"):
+        assert option in out
+    script = Path(files("trajlake.teacher") / "scripts" / "demo.yaml")
+    command = ["trajlake", "teacher-double", "--script", str(script), "--port", "0"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        with urllib.request.urlopen(f"{url}/models", timeout=10) as response:
+            assert json.load(response)["data"][0]["id"] == "teacher"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -21,6 +21,17 @@ Queries to try:
 """
 
 
+DOUBLE_HELP = """\
+Serve a scripted, OpenAI-compatible teacher over HTTP (POST /v1/chat/completions,
+GET /v1/models) until SIGTERM or Ctrl-C. It prints its base URL, the one line of output.
+The script format is described in trajlake/teacher/double.py.
+
+Run as:
+  trajlake teacher-double --script FILE --port P
+then point the pipeline at it:
+  trajlake --set teacher.base_url=http://127.0.0.1:P/v1 run"""
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser(
         "demo", help="run the whole pipeline on a generated repository (start here)"
@@ -44,8 +55,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     status = sub.add_parser("status", help="each stage's lag, and the row count of each table")
     status.set_defaults(func=cmd_status)
 
-    double = sub.add_parser("teacher-double", help="serve the scripted OpenAI-compatible teacher")
-    double.add_argument("args", nargs=argparse.REMAINDER, help="--script FILE --port P --latency S")
+    _add_double_parser(sub)
+
+
+def _add_double_parser(sub: argparse._SubParsersAction) -> None:
+    double = sub.add_parser(
+        "teacher-double",
+        help="serve the scripted OpenAI-compatible teacher (tests, demos, benchmarks)",
+        description=DOUBLE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    double.add_argument(
+        "--script",
+        type=Path,
+        metavar="FILE",
+        help="YAML/JSON script (default: the demo's, trajlake/teacher/scripts/demo.yaml)",
+    )
+    double.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    double.add_argument(
+        "--port", type=int, default=8000, metavar="P", help="port (default 8000; 0: any free one)"
+    )
+    double.add_argument(
+        "--latency", type=float, default=0.0, metavar="S", help="seconds added to every answer"
+    )
     double.set_defaults(func=cmd_teacher_double, needs_config=False)
 
 
@@ -158,6 +190,12 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_teacher_double(args: argparse.Namespace, overrides: list[str]) -> int:
-    from trajlake.teacher.double import main
+    from trajlake.teacher.double import demo_script_path, serve
 
-    return main(args.args)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with serve(args.script or demo_script_path(), args.host, args.port, args.latency) as server:
+        print(server.url, flush=True)  # the command's one line of output: where to point teachers
+        stop.wait()
+    return 0

@@ -40,10 +40,8 @@ session matches, or that is past a session's last turn, gets HTTP 400 saying so.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import signal
 import sys
 import threading
 import time
@@ -272,24 +270,11 @@ def serve(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`trajlake teacher-double`: serve a script until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(
-        prog="trajlake teacher-double", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument(
-        "--script", default=None, help="YAML/JSON script (default: the demo script)"
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000, help="0: any free port")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
-    args = parser.parse_args(argv)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    with serve(args.script or demo_script_path(), args.host, args.port, args.latency) as server:
-        print(server.url, flush=True)  # the command's one line of output: where to point teachers
-        stop.wait()
-    return 0
+    """`python -m trajlake.teacher.double ARGS`: the same as `trajlake teacher-double ARGS`
+    (the options are defined once, with the other commands, in trajlake.commands.pipeline)."""
+    from trajlake.cli import main as cli_main
+
+    return cli_main(["teacher-double", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
