@@ -195,12 +195,15 @@ def cmd_topics_list(args: argparse.Namespace, config: Config) -> int:
 def cmd_stage(args: argparse.Namespace, config: Config) -> int:
     from tqdm import tqdm
 
+    from trajlake import preflight
     from trajlake.bus import open_bus
     from trajlake.lake import Lake
     from trajlake.runner import StageRunner
     from trajlake.stages import load_stage
 
     stage = load_stage(args.name, config)
+    for note in preflight.check(config, [stage.name]):  # before anything is read
+        print(f"warning: {note}", file=sys.stderr)
     bus = open_bus(config.bus)
     if config.bus.kind == "embedded":  # a local log: creating topics on demand is harmless
         from trajlake.schemas import TOPICS

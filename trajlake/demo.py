@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from trajlake import preflight
 from trajlake.bus import open_bus
 from trajlake.config import Config, load_config
 from trajlake.lake import Lake
@@ -22,6 +23,7 @@ from trajlake.pipeline import StageStatus, run_pipeline
 from trajlake.producers.commits import watch
 from trajlake.repos import Registry
 from trajlake.schemas import TOPICS
+from trajlake.stages import BUILTIN
 from trajlake.teacher.double import demo_script_path, serve
 from trajlake.tokenizer import train_tiny_tokenizer
 
@@ -128,6 +130,7 @@ class DemoResult:
     config: Config
     counts: dict[str, int]
     statuses: list[StageStatus]
+    notes: list[str]  # preflight warnings
 
 
 def build_sample_repo(path: Path) -> Path:
@@ -192,10 +195,13 @@ def run_demo(
     overrides: list[str] = (),
     on_progress: Callable[[list[StageStatus]], None] | None = None,
 ) -> DemoResult:
+    """The demo, once its sandbox and teacher are known to work (`trajlake.preflight`): a
+    failed check raises before anything is written to the workdir's bus or lake."""
     workdir = workdir.resolve()
-    repo = build_sample_repo(workdir / "sample-repo")
     with serve(demo_script_path()) as double:
         config = demo_config(workdir, double.url, list(overrides))
+        notes = preflight.check(config, BUILTIN)  # the teacher: the double just started
+        repo = build_sample_repo(workdir / "sample-repo")
         ensure_tokenizer(repo, Path(config.filter.tokenizer))
         registry = Registry(config.producer.registry, config.producer.mirrors)
         if "sample-repo" not in {r.name for r in registry.list()}:  # else: only what is new
@@ -210,4 +216,4 @@ def run_demo(
     spec = workdir / "mixture.yaml"
     if not spec.exists():
         spec.write_text(DEMO_MIXTURE)
-    return DemoResult(workdir, config, Lake(config.lake.root).counts(), statuses)
+    return DemoResult(workdir, config, Lake(config.lake.root).counts(), statuses, notes)

@@ -45,6 +45,18 @@ class LakeError(TrajlakeError):
     """The lake cannot be read or written as asked."""
 
 
+class PreflightError(TrajlakeError):
+    """A command stopped before consuming anything: something its stages need does not work."""
+
+
+class SandboxUnavailable(PreflightError):
+    """The configured sandbox cannot run commands here (rollout stages would dead-letter all)."""
+
+
+class TeacherUnreachable(PreflightError):
+    """No endpoint of the configured teacher answers (teacher stages would dead-letter all)."""
+
+
 class TeacherError(TrajlakeError):
     """The teacher endpoint could not answer a chat request."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -115,6 +116,7 @@ def cmd_demo(args: argparse.Namespace, overrides: list[str]) -> int:
         result = run_demo(args.workdir, overrides, on_progress=bars)
     finally:
         bars.close()
+    warn(result.notes)
     config_file = result.workdir / "trajlake.yaml"
     config_file.write_text(yaml.safe_dump(result.config.model_dump(mode="json"), sort_keys=False))
     print(f"\nThe lake is in {result.config.lake.root}; rows per table:")
@@ -136,15 +138,31 @@ def cmd_demo(args: argparse.Namespace, overrides: list[str]) -> int:
     print("\n" + NEXT_STEPS.format(config=config_file, spec=result.workdir / "mixture.yaml"))
     for title, query in QUERIES:
         print(f'  -- {title}\n  trajlake --config {config_file} sql "{" ".join(query.split())}"\n')
+    failed = sum(s.stats.dead_letters for s in result.statuses if s.stats)
+    if failed:  # the demo's records all work: a dead letter means something here does not
+        print(
+            f"error: {failed} record(s) failed this run and became dead letters; see why with\n"
+            f'  trajlake --config {config_file} sql "SELECT stage, error_type, error FROM dlq"',
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
+def warn(notes: list[str]) -> None:
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from trajlake import preflight
     from trajlake.bus import open_bus
     from trajlake.pipeline import run_pipeline
     from trajlake.producers.commits import watch
     from trajlake.schemas import TOPICS
+    from trajlake.stages import BUILTIN
 
+    warn(preflight.check(config, BUILTIN))  # before a commit is emitted or a record read
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -157,6 +175,11 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
             threading.Thread(
                 target=watch, args=(config,), kwargs={"stop_event": stop}, daemon=True
             ).start()
+            print(
+                "following new commits; SIGTERM or Ctrl-C stops (in-flight work finishes)",
+                file=sys.stderr,
+                flush=True,
+            )
         else:
             watch(config, once=True)
         run_pipeline(config, bus, until_idle=not args.follow, stop=stop, on_progress=bars)

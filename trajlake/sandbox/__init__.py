@@ -7,41 +7,56 @@ with open_sandbox(config.sandbox, "/data/repos/requests", "0a1b2c3") as box:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 from trajlake.config import SandboxConfig
 from trajlake.errors import SandboxError
 from trajlake.sandbox.base import CheckoutSandbox, Sandbox
-from trajlake.sandbox.checkout import create_checkout
-from trajlake.sandbox.process import CommandResult
+from trajlake.sandbox.checkout import Checkout, create_checkout
+from trajlake.sandbox.process import CommandResult, Launch
 
 
 def open_sandbox(config: SandboxConfig, repo: str | Path, commit: str) -> Sandbox:
     """A sandbox of the kind `config` names, on a new checkout of `commit` of the git repo `repo`.
 
     `repo` is a local work tree or bare repository; it is only read. Raises SandboxError when the
-    kind cannot run here (no bwrap, no Docker engine, local without opt-in), when `repo` is not a
-    git repository, or when `commit` is not in it.
+    kind cannot run here (see `check_sandbox`), when `repo` is not a git repository, or when
+    `commit` is not in it.
     """
-    if config.kind == "bubblewrap":
-        from trajlake.sandbox.bubblewrap import bubblewrap_launch, check_bubblewrap
-
-        wrap = partial(bubblewrap_launch, check_bubblewrap(), config)
-    elif config.kind == "docker":
-        from trajlake.sandbox.docker import check_docker, docker_launch
-
-        check_docker()
-        wrap = partial(docker_launch, config)
-    elif config.kind == "local":
-        from trajlake.sandbox.local import check_local, local_launch
-
-        check_local(config)
-        wrap = partial(local_launch, config)
-    else:
-        raise SandboxError(f"unknown sandbox.kind {config.kind!r}: use bubblewrap, docker or local")
+    wrap = _launcher(config)
     checkout = create_checkout(repo, commit)
     return CheckoutSandbox(config.kind, checkout, partial(wrap, checkout), config)
 
 
-__all__ = ["CommandResult", "Sandbox", "SandboxError", "open_sandbox"]
+def check_sandbox(config: SandboxConfig) -> None:
+    """SandboxError, saying how to fix it, unless the kind `config` names can run commands here:
+    bubblewrap installed and able to start a sandbox (it is started once), a Docker engine that
+    `docker info` reaches, or local with its opt-in."""
+    _launcher(config)
+
+
+def _launcher(config: SandboxConfig) -> Callable[[Checkout, str], Launch]:
+    """How commands of `config.kind` start, once that kind is known to work here."""
+    if config.kind == "bubblewrap":
+        from trajlake.sandbox.bubblewrap import bubblewrap_launch, check_bubblewrap
+
+        return partial(bubblewrap_launch, check_bubblewrap(), config)
+    if config.kind == "docker":
+        from trajlake.sandbox.docker import check_docker, docker_launch
+
+        check_docker()
+        return partial(docker_launch, config)
+    if config.kind == "local":
+        from trajlake.sandbox.local import check_local, local_launch
+
+        check_local(config)
+        return partial(local_launch, config)
+    raise SandboxError(
+        f"unknown sandbox.kind {config.kind!r}: use bubblewrap, docker or local "
+        "(--set sandbox.kind=bubblewrap)"
+    )
+
+
+__all__ = ["CommandResult", "Sandbox", "SandboxError", "check_sandbox", "open_sandbox"]

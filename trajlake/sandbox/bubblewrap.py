@@ -26,31 +26,41 @@ from trajlake.sandbox.checkout import Checkout
 from trajlake.sandbox.process import Launch
 
 INSTALL_HINT = (
-    "install it with `apt-get install -y bubblewrap` (or run unsandboxed, at your own risk, with "
-    "sandbox.kind=local sandbox.allow_unsafe_local=true)"
+    "install it with `apt-get install -y bubblewrap`, or run unsandboxed at your own risk with "
+    "`--set sandbox.kind=local --set sandbox.allow_unsafe_local=true`"
 )
 ISOLATION = ["--unshare-all", "--cap-drop", "ALL", "--die-with-parent", "--new-session"]
+#: What every command's sandbox mounts besides the checkout; the probe mounts the same.
+SYSTEM_MOUNTS = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
 
 
 def check_bubblewrap() -> str:
     """The path of a working bwrap; SandboxError saying how to get one otherwise."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
-        raise SandboxError(f"bubblewrap (bwrap) is not installed: {INSTALL_HINT}")
+        raise SandboxError(
+            f"sandbox.kind=bubblewrap, but bubblewrap (bwrap) is not on PATH: {INSTALL_HINT}"
+        )
     _probe(bwrap)
     return bwrap
 
 
 @functools.cache
 def _probe(bwrap: str) -> None:
-    """Can this bwrap make a sandbox here? Asked once per process (a failure is not cached)."""
-    argv = [bwrap, "--ro-bind", "/", "/", *ISOLATION, "--", "true"]
-    probe = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    """Start one sandbox as commands get it (mounts, namespaces, clean environment) running
+    `true`. Asked once per process (a failure is not cached)."""
+    argv = [bwrap, *SYSTEM_MOUNTS, *ISOLATION, "--clearenv", "--", "true"]
+    try:
+        probe = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SandboxError(f"{bwrap} cannot be started ({e}): {INSTALL_HINT}") from None
     if probe.returncode != 0:
         raise SandboxError(
-            f"bubblewrap cannot create a sandbox here ({probe.stderr.strip()}): allow "
+            f"bubblewrap cannot create a sandbox here (`{' '.join(argv)}` said: "
+            f"{probe.stderr.strip() or f'exit status {probe.returncode}'}): allow "
             "unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu "
-            "24.04+ kernel.apparmor_restrict_unprivileged_userns=0) or run trajlake as root"
+            "24.04+ kernel.apparmor_restrict_unprivileged_userns=0), run trajlake as root, or, in "
+            "a container, give it its own /proc (docker: --security-opt systempaths=unconfined)"
         )
 
 
@@ -58,8 +68,7 @@ def bubblewrap_launch(
     bwrap: str, config: SandboxConfig, checkout: Checkout, command: str
 ) -> Launch:
     """The bwrap argv that runs `command` in `checkout` under `config`'s limits."""
-    mounts = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    mounts += ["--bind", str(checkout.tmp), "/tmp"]
+    mounts = [*SYSTEM_MOUNTS, "--bind", str(checkout.tmp), "/tmp"]
     for path in checkout.read_paths:
         mounts += ["--ro-bind", str(path), str(path)]
     mounts += ["--bind", str(checkout.path), str(checkout.path)]

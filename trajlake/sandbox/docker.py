@@ -30,8 +30,9 @@ def check_docker() -> None:
             return
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
     raise SandboxError(
-        f"no Docker engine is reachable (`docker info`: {reason}): start one, or use "
-        "sandbox.kind=bubblewrap (`apt-get install -y bubblewrap`), which needs no engine"
+        f"sandbox.kind=docker, but no Docker engine is reachable (`docker info`: {reason}): "
+        "start one, or use bubblewrap, which needs no engine: `apt-get install -y bubblewrap` "
+        "and `--set sandbox.kind=bubblewrap`"
     )
 
 

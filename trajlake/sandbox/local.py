@@ -17,9 +17,9 @@ from trajlake.sandbox.process import Launch
 def check_local(config: SandboxConfig) -> None:
     if not config.allow_unsafe_local:
         raise SandboxError(
-            "sandbox.kind=local runs agent commands unsandboxed on this machine: set "
-            "sandbox.allow_unsafe_local=true to accept that, or use sandbox.kind=bubblewrap "
-            "(`apt-get install -y bubblewrap`)"
+            "sandbox.kind=local runs agent commands unsandboxed on this machine: accept that "
+            "with `--set sandbox.allow_unsafe_local=true`, or use bubblewrap "
+            "(`apt-get install -y bubblewrap`, `--set sandbox.kind=bubblewrap`)"
         )
 
 
