@@ -9,8 +9,9 @@ old and new generations sit side by side, and replaying the same selection again
 from __future__ import annotations
 
 from trajlake.bus import Producer
-from trajlake.config import TeacherConfig
+from trajlake.config import BusConfig, TeacherConfig
 from trajlake.consumers.scaffold import scaffold_id
+from trajlake.delivery import write_and_send
 from trajlake.errors import LakeError
 from trajlake.lake import Lake
 from trajlake.schemas import Event, ReplayEvent, make_event_id
@@ -46,11 +47,11 @@ def replay_events(events: list[Event], source: str, teacher: TeacherConfig) -> l
     ]
 
 
-def publish(events: list[ReplayEvent], lake: Lake, producer: Producer) -> None:
+def publish(
+    events: list[ReplayEvent], lake: Lake, producer: Producer, bus: BusConfig | None = None
+) -> None:
     """Lake first, then the bus, in chunks; re-publishing the same events changes nothing."""
     for i in range(0, len(events), CHUNK):
         chunk = events[i : i + CHUNK]
-        lake.write("replay", chunk, name=f"replay-{chunk[0].teacher_id}-{chunk[0].event_id[:12]}")
-        for event in chunk:
-            producer.send("replay", event.encode(), event.partition_key())
-        producer.flush()
+        name = f"replay-{chunk[0].teacher_id}-{chunk[0].event_id[:12]}"
+        write_and_send(lake, producer, bus or BusConfig(), "replay", chunk, name)

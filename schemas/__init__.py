@@ -5,6 +5,8 @@ from trajlake.schemas.base import Event, make_event_id, to_arrow, utc_now
 from trajlake.schemas.records import (
     CommitEvent,
     DeadLetter,
+    DlqResolved,
+    DlqRetry,
     PrEvent,
     ReplayEvent,
     RolloutEvent,
@@ -22,6 +24,8 @@ RECORD_TYPES: tuple[type[Event], ...] = (
     SampleEvent,
     ReplayEvent,
     DeadLetter,
+    DlqRetry,
+    DlqResolved,
 )
 
 #: topic name -> record type; every topic trajlake knows.
@@ -44,6 +48,8 @@ def record_type(topic: str) -> type[Event]:
 __all__ = [
     "CommitEvent",
     "DeadLetter",
+    "DlqResolved",
+    "DlqRetry",
     "Event",
     "PrEvent",
     "RECORD_TYPES",

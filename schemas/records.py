@@ -146,3 +146,32 @@ class DeadLetter(Event):
     error_type: str
     error: str
     payload: bytes = Field(description="the input record exactly as it was read")
+
+
+class DlqRetry(Event):
+    """A dead letter sent back to the stage that failed it (`trajlake dlq retry`).
+
+    Every stage reads this topic and takes the records addressed to it (`stage_to`). A failed
+    input is identified by where it was read: (stage, source topic, partition, offset).
+    """
+
+    TOPICS = ("dlq.retry",)
+
+    dead_letter_id: str = Field(description="the dead letter (the newest one) being retried")
+    stage_to: str = Field(description="the stage that failed the record, which runs it again")
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    payload: bytes = Field(description="the input record exactly as it was first read")
+
+
+class DlqResolved(Event):
+    """A retried dead letter that went through: `trajlake dlq list` stops counting it."""
+
+    TOPICS = ("dlq.resolved",)
+
+    retry_id: str = Field(description="the DlqRetry that went through")
+    dead_letter_id: str
+    source_topic: str
+    source_partition: int
+    source_offset: int

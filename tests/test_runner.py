@@ -77,6 +77,31 @@ def test_malformed_records_go_to_dlq_and_the_stage_goes_on(setup):
     assert [t.event_id for t in tasks] == [expected_id(good.event_id)]
 
 
+def test_a_record_the_bus_refuses_becomes_a_dead_letter_and_the_next_goes_on(setup):
+    config, bus, lake = setup
+    commits = [commit_event(i) for i in range(3)]
+
+    def huge_second(event):  # the second commit's task is 2 MB: over the bus's 1 MB
+        [task] = STAGE.process(event)
+        big = int(event.commit, 16) == 1
+        return [task.model_copy(update={"request": "x" * 2_000_000})] if big else [task]
+
+    stage = Stage("echo", STAGE.inputs, STAGE.outputs, huge_second)
+    produce(bus, "commits", [c.encode() for c in commits], [b"k"] * 3)  # one partition, in order
+    refusing = config.bus.model_copy(update={"claim_check": False, "max_record_bytes": 1_000_000})
+    runner = StageRunner(stage, bus, lake, RunnerConfig(poll_timeout_s=0.2, batch_size=1), refusing)
+    runner.run(idle_timeout_s=2)
+
+    [dead] = [DeadLetter.decode(m.value) for m in read_topic(bus, "dlq")]
+    assert dead.error_type == "RecordRejected" and "max_record_bytes" in dead.error
+    assert dead.payload == commits[1].encode() and dead.parent_ids == [commits[1].event_id]
+    published = [TaskEvent.decode(m.value).event_id for m in read_topic(bus, "tasks")]
+    assert published == [expected_id(commits[0].event_id), expected_id(commits[2].event_id)]
+    assert bus.committed("echo", ["commits"]) == bus.end_offsets(["commits"])
+    assert runner.stats.dead_letters == 1
+    assert lake.counts()["tasks"] == 3  # the refused task is in the lake: retry re-sends it
+
+
 def test_concurrent_records_are_published_in_input_order_per_partition(setup):
     config, bus, lake = setup
     commits = [commit_event(i) for i in range(40)]

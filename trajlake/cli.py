@@ -209,7 +209,7 @@ def cmd_stage(args: argparse.Namespace, config: Config) -> int:
         from trajlake.schemas import TOPICS
 
         bus.create_topics(list(TOPICS), config.bus.partitions)
-    runner = StageRunner(stage, bus, Lake(config.lake.root), config.runner)
+    runner = StageRunner(stage, bus, Lake(config.lake.root), config.runner, config.bus)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
     bar = tqdm(desc=stage.name, unit=" rec", disable=None)

@@ -39,6 +39,21 @@ class BusConfig(_Frozen):
         6000, description="a group member silent this long loses its partitions"
     )
     heartbeat_interval_ms: int = Field(1000, description="how often members say they are alive")
+    max_record_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        description="the largest record put on the bus; Apache Kafka brokers accept ~1 MB by "
+        "default (message.max.bytes), and kafka-python refuses bigger records before sending",
+    )
+    claim_check: bool = Field(
+        True,
+        description="send a record bigger than max_record_bytes as a reference to its lake row "
+        "(its biggest text fields stay in the lake, written before the bus; consumers fetch "
+        "them). Off: such a record is refused and dead-lettered",
+    )
+    compression: Literal["zstd", "gzip", "none"] = Field(
+        "zstd", description="kafka: producer compression of record batches"
+    )
 
 
 class LakeConfig(_Frozen):

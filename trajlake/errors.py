@@ -67,3 +67,23 @@ class BudgetExceeded(TeacherError):
 
 class SandboxError(TrajlakeError):
     """A sandbox for rollout commands cannot be opened or used as asked."""
+
+
+class RecordRejected(BusError):
+    """One record cannot go on the bus (too big, refused by the broker); the bus itself is fine.
+
+    The runner turns the input that produced it into a dead letter and carries on.
+    """
+
+
+class RecordsRejected(BusError):
+    """A flush delivered every record but these, which the broker refused for their own sake.
+
+    Attributes:
+        rejected: position (in send order since the previous flush) -> why it was refused.
+    """
+
+    def __init__(self, rejected: dict[int, str]):
+        first = next(iter(rejected.values()), "")
+        super().__init__(f"the broker refused {len(rejected)} record(s), e.g.: {first}")
+        self.rejected = rejected

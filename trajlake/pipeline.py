@@ -16,7 +16,7 @@ from trajlake.bus import Bus
 from trajlake.config import Config
 from trajlake.errors import TrajlakeError
 from trajlake.lake import Lake
-from trajlake.runner import RunStats, StageRunner
+from trajlake.runner import RunStats, StageRunner, subscriptions
 from trajlake.stages import BUILTIN, load_stage
 
 CHECK_EVERY_S = 0.5
@@ -58,12 +58,12 @@ def run_pipeline(
     stop = stop or threading.Event()
     lake = Lake(config.lake.root)
     runners = [
-        StageRunner(load_stage(name, config), bus, lake, config.runner)
+        StageRunner(load_stage(name, config), bus, lake, config.runner, config.bus)
         for name in names or list(BUILTIN)
     ]
     failures: dict[str, BaseException] = {}
     threads = [_start(runner, failures) for runner in runners]
-    inputs = {r.stage.name: r.stage.inputs for r in runners}
+    inputs = {r.stage.name: tuple(subscriptions(r.stage, bus)) for r in runners}
     quiet = 0
     try:
         while not stop.is_set() and quiet < QUIET_CHECKS and not failures:

@@ -22,17 +22,20 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+from trajlake import envelope
 from trajlake.bus import Bus, Consumer, Message, Producer, TopicPartition
-from trajlake.config import RunnerConfig
+from trajlake.config import BusConfig, RunnerConfig
+from trajlake.delivery import DLQ_TOPIC, Delivery, Handled
 from trajlake.errors import CommitFailed
 from trajlake.lake import Lake
 from trajlake.redact import Redactor
-from trajlake.schemas import DeadLetter, Event, make_event_id, record_type, table_name
+from trajlake.schemas import DeadLetter, DlqResolved, DlqRetry, Event, make_event_id, table_name
 from trajlake.stage import Stage
 
 log = logging.getLogger(__name__)
 
-DLQ_TOPIC = "dlq"
+RETRY_TOPIC = "dlq.retry"
+RESOLVED_TOPIC = "dlq.resolved"
 _MAX_ERROR_CHARS = 4000
 
 
@@ -47,7 +50,14 @@ class RunStats:
 class StageRunner:
     """Runs one `Stage` against a bus and a lake until stopped (or idle)."""
 
-    def __init__(self, stage: Stage, bus: Bus, lake: Lake, config: RunnerConfig):
+    def __init__(
+        self,
+        stage: Stage,
+        bus: Bus,
+        lake: Lake,
+        config: RunnerConfig,
+        bus_config: BusConfig | None = None,
+    ):
         self.stage = stage
         self.bus = bus
         self.lake = lake
@@ -62,6 +72,9 @@ class StageRunner:
         self._indexed: set[TopicPartition] | None = None  # owned when the index was loaded
         self._lake_lock = threading.Lock()
         self._redactor = Redactor()
+        self._delivery = Delivery(
+            stage.name, lake, self._lake_lock, bus_config or BusConfig(), self._dead_letter
+        )
 
     def stop(self) -> None:
         """Finish what is in flight, publish and commit it, then return from `run` (signal-safe)."""
@@ -76,7 +89,7 @@ class StageRunner:
 
         Time spent without partitions (joining a group, a rebalance) does not count as idle.
         """
-        consumer = self.bus.consumer(self.stage.name, list(self.stage.inputs))
+        consumer = self.bus.consumer(self.stage.name, subscriptions(self.stage, self.bus))
         producer = self.bus.producer()
         last_activity = time.monotonic()
         try:
@@ -135,13 +148,13 @@ class StageRunner:
         wait(pending)
         self._publish_ready(producer, consumer)
 
-    def _take_ready(self) -> dict[TopicPartition, list[tuple[Message, list[Event]]]]:
+    def _take_ready(self) -> dict[TopicPartition, list[Handled]]:
         """Per partition, the finished records at the head of the window, in offset order."""
-        ready: dict[TopicPartition, list[tuple[Message, list[Event]]]] = {}
+        ready: dict[TopicPartition, list[Handled]] = {}
         for tp, queue in self._window.items():
             while queue and queue[0][1].done():
-                msg, future = queue.popleft()
-                ready.setdefault(tp, []).append((msg, future.result()))
+                _, future = queue.popleft()
+                ready.setdefault(tp, []).append(future.result())
         self._held -= sum(len(items) for items in ready.values())
         return ready
 
@@ -151,39 +164,49 @@ class StageRunner:
         ready = self._take_ready()
         if not ready:
             return False
-        for (topic, partition), items in ready.items():
-            name = f"{self.stage.name}-{topic}-p{partition}-o{items[0][0].offset:012d}"
-            for out_topic, events in _by_topic(items).items():
-                with self._lake_lock:
-                    self.lake.write(out_topic, events, name=name)
+        rejected = self._delivery.deliver(producer, ready)  # a bus or disk failure raises
         for items in ready.values():
-            for _, outputs in items:
-                for event in outputs:
-                    producer.send(event.topic(), event.encode(), event.partition_key())
-                    self.stats.dead_letters += isinstance(event, DeadLetter)
-                self.stats.produced += len(outputs)
-        producer.flush()
+            for item in items:
+                self.stats.produced += len(item.outputs)
+                self.stats.dead_letters += any(isinstance(e, DeadLetter) for e in item.outputs)
+        self.stats.dead_letters += rejected
+        self.stats.produced += rejected
         try:
-            consumer.commit({tp: items[-1][0].offset + 1 for tp, items in ready.items()})
+            consumer.commit({tp: items[-1].message.offset + 1 for tp, items in ready.items()})
         except CommitFailed as e:  # a rebalance: the new owner redoes these, with the same ids
             log.warning("%s", e)
         return True
 
     # -- one record ----------------------------------------------------------------------
 
-    def _handle(self, msg: Message) -> list[Event]:
+    def _handle(self, msg: Message) -> Handled:
         """Decode and process one record; any failure becomes a dead letter (record boundary)."""
-        event = None
+        item = Handled(message=msg, origin=msg, event=None)
         try:
-            event = record_type(msg.topic).decode(msg.value)
-            prior = self._prior_outputs(event)
-            if prior:
-                return prior
-            outputs = self.stage.process(event)
-            self._check_outputs(outputs)
-            return [self._redactor.redact_event(e) for e in outputs]
+            if msg.topic == RETRY_TOPIC:
+                retry = DlqRetry.decode(msg.value)
+                if retry.stage_to != self.stage.name:
+                    return item  # another stage's dead letter
+                item.retry_id = retry.event_id
+                item.origin = Message(
+                    retry.source_topic,
+                    retry.source_partition,
+                    retry.source_offset,
+                    None,
+                    retry.payload,
+                )
+            item.event = envelope.decode(item.origin.topic, item.origin.value, self.lake)
+            item.outputs = self._prior_outputs(item.event) or self._process(item.event)
+            if item.retry_id:
+                item.outputs.append(self._resolved(item))
         except Exception as error:  # noqa: BLE001 - the record boundary: nothing escapes it
-            return [self._dead_letter(msg, event, error)]
+            item.outputs = [self._dead_letter(item, error)]
+        return item
+
+    def _process(self, event: Event) -> list[Event]:
+        outputs = self.stage.process(event)
+        self._check_outputs(outputs)
+        return [self._redactor.redact_event(e) for e in outputs]
 
     def _check_outputs(self, outputs: list[Event]) -> None:
         for event in outputs:
@@ -193,21 +216,42 @@ class StageRunner:
                     f"{event.topic()!r}, which is not among its outputs {self.stage.outputs}"
                 )
 
-    def _dead_letter(self, msg: Message, event: Event | None, error: Exception) -> DeadLetter:
+    def _dead_letter(self, item: Handled, error: Exception) -> DeadLetter:
+        """Why the record failed, with its bytes as first read; a failed retry adds a row."""
+        origin, event = item.origin, item.event
+        retried = (item.retry_id,) if item.retry_id else ()
         return DeadLetter(
             event_id=make_event_id(
-                DLQ_TOPIC, self.stage.name, msg.topic, msg.partition, msg.offset
+                DLQ_TOPIC, self.stage.name, origin.topic, origin.partition, origin.offset, *retried
             ),
             parent_ids=[event.event_id] if event else [],
             stage=self.stage.name,
             repo=event.repo if event else "",
             commit=event.commit if event else "",
-            source_topic=msg.topic,
-            source_partition=msg.partition,
-            source_offset=msg.offset,
+            source_topic=origin.topic,
+            source_partition=origin.partition,
+            source_offset=origin.offset,
             error_type=type(error).__name__,
             error=str(error)[:_MAX_ERROR_CHARS],
-            payload=msg.value,
+            payload=origin.value,
+        )
+
+    def _resolved(self, item: Handled) -> DlqResolved:
+        """The mark that a retried dead letter went through (`trajlake dlq list`)."""
+        origin, event = item.origin, item.event
+        return DlqResolved(
+            event_id=make_event_id(RESOLVED_TOPIC, item.retry_id),
+            parent_ids=[item.retry_id],
+            stage=self.stage.name,
+            repo=event.repo if event else "",
+            commit=event.commit if event else "",
+            retry_id=item.retry_id,
+            dead_letter_id=make_event_id(
+                DLQ_TOPIC, self.stage.name, origin.topic, origin.partition, origin.offset
+            ),
+            source_topic=origin.topic,
+            source_partition=origin.partition,
+            source_offset=origin.offset,
         )
 
     # -- "already done?" -----------------------------------------------------------------
@@ -253,9 +297,15 @@ class StageRunner:
         return found  # empty when the file was since overwritten: then the work is redone
 
 
-def _by_topic(items: list[tuple[Message, list[Event]]]) -> dict[str, list[Event]]:
-    grouped: dict[str, list[Event]] = {}
-    for _, outputs in items:
-        for event in outputs:
-            grouped.setdefault(event.topic(), []).append(event)
-    return grouped
+def subscriptions(stage: Stage, bus: Bus) -> list[str]:
+    """The topics a stage's group reads: its inputs, and the retry topic when it exists (each
+    stage takes the dead letters `trajlake dlq retry` sends back to it)."""
+    if RETRY_TOPIC in bus.list_topics():
+        return [*stage.inputs, RETRY_TOPIC]
+    log.warning(
+        "topic %s does not exist: dead letters sent back by `trajlake dlq retry` will not "
+        "reach stage %s; run `trajlake topics create`",
+        RETRY_TOPIC,
+        stage.name,
+    )
+    return list(stage.inputs)

@@ -40,10 +40,15 @@ def partition_for(key: bytes | None, partitions: int, fallback: int = 0) -> int:
 
 class Producer(Protocol):
     def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        """Queue a record; raises TopicNotFound for a topic that was never created."""
+        """Queue a record; raises TopicNotFound for a topic that was never created, and
+        RecordRejected for a record over `bus.max_record_bytes` (see trajlake.envelope)."""
 
     def flush(self) -> None:
-        """Block until every queued record is durable in the log."""
+        """Block until every queued record is durable in the log.
+
+        Raises RecordsRejected (positions in send order since the previous flush) when the
+        log refused some records for their own sake, BusError when it failed as a whole.
+        """
 
     def close(self) -> None: ...
 

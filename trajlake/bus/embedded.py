@@ -20,7 +20,7 @@ from trajlake.bus.sqlite_log import (
     topic_partitions,
 )
 from trajlake.config import BusConfig
-from trajlake.errors import BusError, TopicNotFound
+from trajlake.errors import BusError, RecordRejected, TopicNotFound
 
 MAX_BUFFERED = 10_000  # a producer flushes on its own once this many records wait
 
@@ -74,12 +74,18 @@ class EmbeddedProducer:
 
     def __init__(self, config: BusConfig):
         self._log = SqliteLog(config.path)
+        self._max_bytes = config.max_record_bytes
         self._lock = threading.RLock()
         self._buffer: list[tuple[str, int, bytes | None, bytes]] = []
         self._partitions: dict[str, int] = {}
         self._next_unkeyed: dict[str, int] = {}
 
     def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        if len(value) > self._max_bytes:  # the same limit a Kafka broker would apply
+            raise RecordRejected(
+                f"a {len(value):,}-byte record for {topic!r} is over bus.max_record_bytes="
+                f"{self._max_bytes:,}"
+            )
         with self._lock:
             count = self._partitions.get(topic) or self._lookup(topic)
             turn = self._next_unkeyed.get(topic, 0)

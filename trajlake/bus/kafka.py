@@ -26,7 +26,7 @@ from kafka.producer.future import FutureRecordMetadata
 
 from trajlake.bus.base import Message, TopicPartition
 from trajlake.config import BusConfig
-from trajlake.errors import BusError, CommitFailed, TopicNotFound
+from trajlake.errors import BusError, CommitFailed, RecordRejected, RecordsRejected, TopicNotFound
 
 T = TypeVar("T")
 
@@ -39,6 +39,15 @@ REBALANCED = (
     kafka_errors.IllegalGenerationError,
     kafka_errors.UnknownMemberIdError,
 )
+# What a broker or the client says about one record, not about the bus: that record is refused.
+RECORD_ERRORS = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.InvalidRecordError,
+    kafka_errors.CorruptRecordError,
+)
+# Room for the record batch header, the record's own framing and its key.
+RECORD_OVERHEAD_BYTES = 16 * 1024
 
 
 def _connect(config: BusConfig, factory: Callable[..., T], **options: object) -> T:
@@ -152,7 +161,12 @@ class KafkaBusProducer:
         self._known: set[str] = set()
         self._pending: list[FutureRecordMetadata] = []  # records sent since the last flush
         self._producer: KafkaProducer = _connect(
-            config, KafkaProducer, acks="all", client_id=CLIENT_ID
+            config,
+            KafkaProducer,
+            acks="all",
+            client_id=CLIENT_ID,
+            compression_type=None if config.compression == "none" else config.compression,
+            max_request_size=config.max_record_bytes + RECORD_OVERHEAD_BYTES,
         )
 
     def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
@@ -162,20 +176,31 @@ class KafkaBusProducer:
                 raise TopicNotFound(topic)
         try:
             self._pending.append(self._producer.send(topic, value=value, key=key))
+        except RECORD_ERRORS as e:
+            raise RecordRejected(f"a {len(value):,}-byte record for {topic!r}: {e}") from e
         except kafka_errors.KafkaError as e:
             raise BusError(f"cannot queue a record for {topic!r}: {e}") from e
 
     def flush(self) -> None:
-        """Block until every record sent so far is acknowledged; raise if any was not."""
+        """Block until every record sent so far is acknowledged.
+
+        Raises RecordsRejected when the broker refused some records for their own sake (the
+        others are durable), BusError when records were lost for any other reason.
+        """
         pending, self._pending = self._pending, []
         self._producer.flush()
-        failed = [future for future in pending if not future.succeeded()]
-        if failed:
-            raise BusError(
-                f"{len(failed)} of {len(pending)} records were not written "
-                f"({failed[0].exception or 'no acknowledgement'}); "
-                "check the broker, then send them again"
-            )
+        refused: dict[int, str] = {}
+        for i, future in enumerate(pending):
+            if future.succeeded():
+                continue
+            if not isinstance(future.exception, RECORD_ERRORS):
+                raise BusError(
+                    f"records were not written ({future.exception or 'no acknowledgement'}); "
+                    "check the broker, then run the stage again"
+                )
+            refused[i] = str(future.exception)
+        if refused:
+            raise RecordsRejected(refused)
 
     def close(self) -> None:
         try:

@@ -73,7 +73,7 @@ def cmd_replay(args: argparse.Namespace, config: Config) -> int:
             bus.create_topics(["replay"], config.bus.partitions)
         producer = bus.producer()
         for i in tqdm(range(0, len(events), 500), desc="replay", unit=" chunk", disable=None):
-            publish(events[i : i + 500], lake, producer)
+            publish(events[i : i + 500], lake, producer, config.bus)
         producer.close()
     finally:
         bus.close()
