@@ -3,15 +3,23 @@
 `bus_config` runs a test once per backend: embedded (a SQLite file in tmp_path) and kafka (the
 session's Tansu broker, marked `kafka`). The broker is shared by the whole session, so tests
 name their topics and groups with the `unique` prefix.
+
+`demo_once` is `trajlake demo` run once per session; tests that change what it made work on
+their own `demo_copy(...)`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from trajlake.bus import Bus, open_bus
 from trajlake.bus.tansu import tansu_broker
@@ -63,3 +71,46 @@ def bus(bus_config: BusConfig) -> Iterator[Bus]:
 def unique() -> str:
     """A short prefix for topic and group names: the broker is shared by the whole session."""
     return f"t{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class DemoDir:
+    """A directory `trajlake demo --workdir` filled: its trajlake.yaml, and what it printed."""
+
+    workdir: Path
+    config_file: Path
+    output: str
+
+
+@pytest.fixture(scope="session")
+def demo_once(tmp_path_factory: pytest.TempPathFactory) -> DemoDir:
+    """`trajlake demo --workdir DIR`, once per session. Read it only: take a `demo_copy` to add."""
+    from trajlake.cli import main
+
+    workdir = tmp_path_factory.mktemp("demo") / "trajlake-demo"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["demo", "--workdir", str(workdir)])
+    assert rc == 0, err.getvalue()
+    return DemoDir(workdir, workdir / "trajlake.yaml", out.getvalue())
+
+
+@pytest.fixture(scope="session")
+def demo_copy(demo_once: DemoDir) -> Callable[..., DemoDir]:
+    """`demo_copy(parent, teacher_url=None)`: the session's demo copied to parent/trajlake-demo,
+    its trajlake.yaml naming the copy's bus, lake, registry and tokenizer, and `teacher_url`
+    (default: the demo's teacher, which stopped with it). The registered sample repository is
+    still the original's, which nothing changes."""
+    from trajlake.config import load_config
+    from trajlake.demo import demo_config
+
+    def copy(parent: Path, teacher_url: str | None = None) -> DemoDir:
+        workdir = parent / "trajlake-demo"
+        shutil.copytree(demo_once.workdir, workdir, symlinks=True)
+        url = teacher_url or load_config(demo_once.config_file).teacher.base_url
+        config = demo_config(workdir, url, [])
+        config_file = workdir / "trajlake.yaml"
+        config_file.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        return DemoDir(workdir, config_file, demo_once.output)
+
+    return copy

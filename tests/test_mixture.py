@@ -33,14 +33,12 @@ TARGET, OTHER = "sample-repo", "other-repo"
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """`trajlake demo`, then a second repository (a clone) through the same pipeline."""
-    workdir = tmp_path_factory.mktemp("mixture") / "demo"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(["demo", "--workdir", str(workdir)]) == 0
-    config_file = workdir / "trajlake.yaml"
-    assert f"trajlake --config {config_file} mixture build" in out.getvalue()
+def demo(demo_once, demo_copy, tmp_path_factory):
+    """`trajlake demo` (the session's, copied), then a second repository (a clone) through the
+    same pipeline."""
+    assert f"trajlake --config {demo_once.config_file} mixture build" in demo_once.output
+    copied = demo_copy(tmp_path_factory.mktemp("mixture"))
+    workdir, config_file = copied.workdir, copied.config_file
     config = load_config(config_file)
     other = workdir / OTHER
     subprocess.run(["git", "clone", "-q", str(workdir / TARGET), str(other)], check=True)
