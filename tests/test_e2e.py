@@ -13,6 +13,7 @@ from helpers import bus_overrides
 from trajlake.demo import QUERIES, run_demo
 from trajlake.lake import Lake
 from trajlake.schemas import TOPICS, table_name
+from trajlake.teacher.double import serve
 
 pytestmark = pytest.mark.e2e
 
@@ -59,14 +60,18 @@ def test_every_task_has_its_whole_lineage_and_a_rerun_adds_nothing(
         assert again.counts == before
 
 
-def test_a_dead_teacher_gives_failure_rows_not_a_crash(tmp_path):
-    from trajlake.bus.tansu import free_port
-
-    dead = f"http://127.0.0.1:{free_port()}/v1"
-    result = run_demo(
-        tmp_path / "demo",
-        [f"teacher.base_url={dead}", "teacher.max_retries=1", "agent.max_requeues=0"],
+def test_a_failing_teacher_gives_failure_rows_not_a_crash(tmp_path):
+    """It answers GET /models, so the preflight passes, then fails every call (HTTP 503)."""
+    script = tmp_path / "failing.yaml"
+    script.write_text(
+        "model: teacher\nsessions:\n  - name: down\n    match: '.'\n    match_on: all\n"
+        "    fail: {status: 503, times: 1000}\n    turns: [{content: never}]\n"
     )
+    with serve(script) as failing:
+        result = run_demo(
+            tmp_path / "demo",
+            [f"teacher.base_url={failing.url}", "teacher.max_retries=1", "agent.max_requeues=0"],
+        )
     con = Lake(result.config.lake.root).connect()
     rows = con.execute("SELECT exit_status, error FROM rollouts_t1").fetchall()
     assert rows and len(rows) == result.counts["tasks"]  # one failure row per task, none lost
