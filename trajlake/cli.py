@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from trajlake.commands import mixture, pipeline, replay, train
+from trajlake.commands import dlq, mixture, pipeline, replay, train
 from trajlake.config import Config, load_config
 from trajlake.errors import TrajlakeError
 
@@ -38,6 +38,8 @@ Typical session:
                                                `trajlake stage function_sampler` (commits → tasks)
   trajlake sql "SELECT stage, count(*) FROM dlq GROUP BY 1"
                                                query the lake
+  trajlake dlq list                            records that failed, by stage and error; once
+                                               the cause is fixed: `trajlake dlq retry`
   trajlake lake compact                        merge small lake files (results unchanged)
   trajlake mixture build SPEC.yaml             select a training set with SQL (see
                                                `trajlake mixture example`); then
@@ -115,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pipeline.add_parsers(sub)
     replay.add_parsers(sub)
+    dlq.add_parsers(sub)
     mixture.add_parsers(sub)
     train.add_parsers(sub)
     return parser
