@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import git_repo
+from helpers import git_repo, produce
 
 from trajlake import preflight
 from trajlake.bus import open_bus
@@ -171,3 +171,13 @@ def test_stages_that_need_nothing_are_not_held_up() -> None:
     assert preflight.check(broken, ["function_sampler", "verifier", "filter", "pkg.mod:f"]) == []
     with pytest.raises(TeacherUnreachable):  # pr_writer needs the teacher, not the sandbox
         preflight.check(broken, ["pr_writer"])
+
+
+def test_the_demo_exits_non_zero_when_a_record_of_its_run_is_dead_lettered(demo_copy, tmp_path):
+    copy = demo_copy(tmp_path)
+    bus = open_bus(load_config(copy.config_file).bus)
+    produce(bus, "commits", [b"{not a commit"])  # function_sampler cannot read it
+    bus.close()
+    rc, err = cli("demo", "--workdir", str(copy.workdir))
+    assert rc == 1 and "1 record(s) failed this run and became dead letters" in err
+    assert f"trajlake --config {copy.config_file} sql" in err  # where to see why
