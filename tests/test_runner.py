@@ -13,6 +13,7 @@ from helpers import produce, read_topic
 from trajlake.bus import open_bus
 from trajlake.config import Config, LakeConfig, RunnerConfig
 from trajlake.lake import Lake
+from trajlake.producers import redrive
 from trajlake.runner import StageRunner
 from trajlake.schemas import CommitEvent, DeadLetter, TaskEvent
 from trajlake.stage import Stage
@@ -100,6 +101,38 @@ def test_a_record_the_bus_refuses_becomes_a_dead_letter_and_the_next_goes_on(set
     assert bus.committed("echo", ["commits"]) == bus.end_offsets(["commits"])
     assert runner.stats.dead_letters == 1
     assert lake.counts()["tasks"] == 3  # the refused task is in the lake: retry re-sends it
+
+
+def test_a_dead_letter_sent_back_goes_through_once_the_cause_is_fixed(setup):
+    config, bus, lake = setup
+    bus.create_topics(["dlq.retry", "dlq.resolved"], partitions=1)
+    commits = [commit_event(i) for i in range(3)]
+    broken = {"yes": True}
+
+    def fails_while_broken(event):
+        if broken["yes"] and int(event.commit, 16) == 1:
+            raise RuntimeError("the teacher is down")
+        return STAGE.process(event)
+
+    stage = Stage("echo", STAGE.inputs, STAGE.outputs, fails_while_broken)
+    produce(bus, "commits", [c.encode() for c in commits], [c.partition_key() for c in commits])
+    run_until_idle(stage, config, bus, lake)
+    assert lake.counts()["tasks"] == 2
+    [open_letter] = redrive.open_counts(lake)
+    assert (open_letter.stage, open_letter.error_type) == ("echo", "RuntimeError")
+
+    broken["yes"] = False  # the cause is fixed
+    producer = bus.producer()
+    redrive.send(redrive.plan(lake).retries, lake, producer, config.bus)
+    producer.close()
+    assert redrive.plan(lake).retries == []  # sent and not yet run: a second retry adds nothing
+    run_until_idle(stage, config, bus, lake)
+
+    assert {r[0] for r in lake.connect().execute("SELECT event_id FROM tasks").fetchall()} == {
+        expected_id(c.event_id) for c in commits
+    }
+    assert redrive.open_counts(lake) == [] and lake.counts()["dlq.resolved"] == 1
+    assert lake.counts()["dlq"] == 1  # the failure stays in the lake
 
 
 def test_concurrent_records_are_published_in_input_order_per_partition(setup):
