@@ -67,7 +67,14 @@ class Demo:
 
 def read_demos(path: Path) -> list[Demo]:
     demos = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(
+            f"pr_writer.demos: cannot read {path} ({e.strerror}): give a JSONL file of "
+            "{title, body} demonstration PRs, or leave it empty to use the repository's history"
+        ) from None
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -151,3 +151,11 @@ def test_a_token_budget_stops_work_before_it_is_exceeded(tmp_path, repo):
         assert double.stats() == {}  # refused before anything was sent
     assert [o.exit_status for o in outputs] == ["BudgetExceeded", "BudgetExceeded"]
     assert ctx.teacher.budget.spent == 0 and not any(wants_pr(o) for o in outputs)
+
+
+def test_a_missing_demonstrations_file_is_a_config_error_that_says_what_to_give(tmp_path):
+    from trajlake.consumers.pr_writer import read_demos
+    from trajlake.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pr_writer.demos: cannot read .*JSONL"):
+        read_demos(tmp_path / "missing.jsonl")
