@@ -105,15 +105,18 @@ class Lake:
         return views.connect(self.root, topics)
 
     def counts(self) -> dict[str, int]:
-        """Rows per topic, as the (deduplicated) views show them."""
-        con = self.connect()
+        """Rows per topic, as the (deduplicated) views show them: one statement over the
+        per-topic views only (binding views.sql would open every file once more)."""
+        con = self.connect(TOPICS)
         try:
-            return {
-                topic: con.execute(f"SELECT count(*) FROM {table_name(topic)}").fetchone()[0]
-                for topic in TOPICS
-            }
+            union = " UNION ALL ".join(
+                f"SELECT {i} AS i, count(*) FROM {views.quote_ident(table_name(topic))}"
+                for i, topic in enumerate(TOPICS)
+            )
+            rows = dict(con.execute(union).fetchall())
         finally:
             con.close()
+        return {topic: rows[i] for i, topic in enumerate(TOPICS)}
 
     def compact(self, tables: list[str] | None = None, min_files: int = 2) -> CompactReport:
         """Merge small files per partition; see ``trajlake.lake.compact.compact``."""
