@@ -1,10 +1,22 @@
-"""Compaction: merge the small files of each partition into one, deduplicated by event_id.
+"""Compaction: merge the files of each repository into one, deduplicated by event_id.
 
-Per partition (``<table>/repo=*/date=*``): read the files, keep the rows a view could show
-(earliest ``created_at`` per event_id, see ``views.KEEP_EARLIEST``), write one file
-``compacted-<hash of the input names>.parquet`` under a temporary name, rename it into place,
-and only then delete the inputs. A crash in between leaves duplicates that the views
-deduplicate, so every query answers the same at every step; the next run merges them.
+Per repository (``<table>/repo=*``, all its ``date=*`` partitions): read the files, keep the
+rows a view could show (earliest ``created_at`` per event_id, see ``views.KEEP_EARLIEST``),
+write one file ``compacted-<hash of the input names>.parquet`` under a temporary name in the
+newest date partition it covers, rename it into place, and only then delete the inputs. A crash
+in between leaves duplicates that the views deduplicate, so every query answers the same at
+every step; the next run merges them.
+
+Why per repository and not per day: every query pays per file it opens (about a millisecond
+of DuckDB's time, whatever the file holds), so a table's cost after compaction should depend
+on its repositories, not on how many days the pipeline ran (121 repositories over 10 days:
+121 files instead of 1,210). The price: each run rewrites the repositories that got new files
+(bench/lake_scale.py measures it), and a compacted file's date is the newest day it holds, not
+the day of every row in it (``created_at`` says that).
+
+The dedup is decided on (event_id, created_at) alone and the rows are then copied by position,
+so no full row is ever hashed, sorted or held in memory: only rows tied at the earliest time
+(exact copies, in practice) are compared whole.
 """
 
 from __future__ import annotations
@@ -29,7 +41,8 @@ from trajlake.lake.objects import is_object_store
 from trajlake.lake.views import KEEP_EARLIEST, parquet_source, quote_literal
 from trajlake.schemas import TOPICS, table_name
 
-_COPY_OPTIONS = "(FORMAT parquet, COMPRESSION zstd)"
+#: Row groups of at most 64 MB, so that the writer never holds a whole repository in memory.
+_COPY_OPTIONS = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE_BYTES '64MB')"
 
 
 @dataclass(frozen=True)
@@ -41,7 +54,7 @@ class TableCompaction:
     files_after: int
     rows_before: int
     rows_after: int
-    partitions_compacted: int
+    repos_compacted: int
 
 
 @dataclass(frozen=True)
@@ -63,7 +76,7 @@ class CompactReport:
         width = max((len(name) for name in self.tables), default=0)
         return "\n".join(
             f"{t.table:<{width}}: {t.files_before} -> {t.files_after} files, "
-            f"{t.rows_before} -> {t.rows_after} rows ({t.partitions_compacted} partitions merged)"
+            f"{t.rows_before} -> {t.rows_after} rows ({t.repos_compacted} repositories merged)"
             for t in self.tables.values()
         )
 
@@ -112,8 +125,8 @@ def _compact_table(
     before = table_files(root, table)
     rows_before = _count_rows(before)
     compacted = 0
-    for partition in sorted(p for p in (root / table).glob("repo=*/date=*") if p.is_dir()):
-        files = sorted(partition.glob(f"*{PARQUET_SUFFIX}"))
+    for repo in sorted(p for p in (root / table).glob("repo=*") if p.is_dir()):
+        files = sorted(repo.glob(f"date=*/*{PARQUET_SUFFIX}"))
         if _needs_compaction(files, min_files):
             compact_partition(con, files)
             compacted += 1
@@ -130,19 +143,17 @@ def _needs_compaction(files: list[Path], min_files: int) -> bool:
 
 def compacted_name(files: list[Path]) -> str:
     """Deterministic: the same inputs always give the same output name."""
-    names = "\n".join(sorted(f.name for f in files))
+    names = "\n".join(sorted(f"{f.parent.name}/{f.name}" for f in files))
     return f"{COMPACTED_PREFIX}{hashlib.sha256(names.encode()).hexdigest()[:16]}{PARQUET_SUFFIX}"
 
 
 def compact_partition(con: duckdb.DuckDBPyConnection, files: list[Path]) -> Path:
-    """Replace the files of one partition by one deduplicated file; returns its path."""
-    final = files[0].parent / compacted_name(files)
+    """Replace `files` (of one repository) by one deduplicated file in the newest of their
+    partitions; returns its path."""
+    final = max(f.parent for f in files) / compacted_name(files)
     tmp = temp_path(final)
-    query = (
-        f"SELECT DISTINCT * FROM {parquet_source([str(f) for f in files])} "
-        f"QUALIFY {KEEP_EARLIEST} ORDER BY event_id, created_at"
-    )
     try:
+        query = _dedup_query(con, [str(f) for f in files])
         con.execute(f"COPY ({query}) TO {quote_literal(str(tmp))} {_COPY_OPTIONS}")
         publish(tmp, final)
     except (duckdb.Error, OSError) as e:
@@ -155,6 +166,29 @@ def compact_partition(con: duckdb.DuckDBPyConnection, files: list[Path]) -> Path
         if f != final:
             f.unlink(missing_ok=True)
     return final
+
+
+def _dedup_query(con: duckdb.DuckDBPyConnection, files: list[str]) -> str:
+    """The rows to keep: those KEEP_EARLIEST keeps, found on (event_id, created_at) and read
+    by position; rows tied at the earliest time are compared whole and kept once each."""
+    source = parquet_source(files, positions=True)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE keep AS SELECT filename, file_row_number, "
+        "count(*) OVER (PARTITION BY event_id, created_at) AS copies "
+        f"FROM {source} QUALIFY {KEEP_EARLIEST}"
+    )
+    position = "(filename, file_row_number)"
+
+    def kept(copies: str, distinct: str = "") -> str:
+        return (
+            f"SELECT {distinct}* EXCLUDE (filename, file_row_number) FROM {source} "
+            f"WHERE {position} IN (SELECT {position} FROM keep WHERE copies {copies})"
+        )
+
+    query = kept("= 1")
+    if con.execute("SELECT count(*) FROM keep WHERE copies > 1").fetchone()[0]:
+        query += " UNION ALL " + kept("> 1", "DISTINCT ")
+    return query
 
 
 def _count_rows(files: list[Path]) -> int:

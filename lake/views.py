@@ -7,6 +7,7 @@ later ``created_at``, so the first version written is the one every query sees.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,23 +35,35 @@ def derived_views() -> str:
     return VIEWS_SQL.read_text()
 
 
-def connect(root: str | Path, topics: Iterable[str] | None = None) -> duckdb.DuckDBPyConnection:
+#: Per table, the newest ``created_at`` a view may show (None: no rows at all); see ``connect``.
+AsOf = dict[str, dt.datetime | None]
+
+
+def connect(
+    root: str | Path, topics: Iterable[str] | None = None, as_of: AsOf | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a view per topic (all topics unless given).
 
     A view over a table that has files sees files committed later too (the glob is expanded
     per query); a table that had none when the view was made shows zero rows until
     ``refresh`` is called or a new connection is made.
+
+    ``as_of`` (table -> newest created_at) shows those tables as they were: only rows created
+    at or before their table's time, deduplicated among themselves (see trajlake.lake.asof).
     """
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
-    refresh(con, root, topics)
+    refresh(con, root, topics, as_of)
     if topics is None:
         con.execute(derived_views())
     return con
 
 
 def refresh(
-    con: duckdb.DuckDBPyConnection, root: str | Path, topics: Iterable[str] | None = None
+    con: duckdb.DuckDBPyConnection,
+    root: str | Path,
+    topics: Iterable[str] | None = None,
+    as_of: AsOf | None = None,
 ) -> None:
     """(Re)create the views, e.g. after the first file of a table was written.
 
@@ -63,11 +76,12 @@ def refresh(
         for topic in topics:
             source = sources.get(topic) or f"({empty_select(con, topic)})"
             view = quote_ident(table_name(topic))
-            con.execute(f"CREATE OR REPLACE VIEW {view} AS {dedup_select(source)}")
+            where = as_of_condition(as_of, table_name(topic))
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS {dedup_select(source, where)}")
         return
     root = Path(root).resolve()
     for topic in topics:
-        create_view(con, root, topic)
+        con.execute(view_statement(con, root, topic, as_of_condition(as_of, table_name(topic))))
 
 
 def standalone_sql(root: str | Path) -> str:
@@ -84,32 +98,46 @@ def standalone_sql(root: str | Path) -> str:
     return "\n".join(["SET TimeZone = 'UTC';", *statements, "", derived_views()])
 
 
-def create_view(con: duckdb.DuckDBPyConnection, root: Path, topic: str) -> None:
-    con.execute(view_statement(con, root, topic))
-
-
-def view_statement(con: duckdb.DuckDBPyConnection, root: Path, topic: str) -> str:
+def view_statement(
+    con: duckdb.DuckDBPyConnection, root: Path, topic: str, where: str | None = None
+) -> str:
     """CREATE VIEW for one topic: its files deduplicated, or no rows while it has none."""
     table = table_name(topic)
     if has_files(root, table):
         source = parquet_source([str(root / table / "**" / f"*{PARQUET_SUFFIX}")])
     else:
         source = f"({empty_select(con, topic)})"
-    return f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {dedup_select(source)}"
+    return f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {dedup_select(source, where)}"
 
 
-def dedup_select(source: str) -> str:
-    """One row per event_id: the earliest created_at (rows with none come last)."""
+def dedup_select(source: str, where: str | None = None) -> str:
+    """One row per event_id: the earliest created_at (rows with none come last), among the
+    rows that satisfy `where` when given."""
     return (
-        f"SELECT * FROM {source} QUALIFY row_number() OVER "
+        f"SELECT * FROM {source} {f'WHERE {where} ' if where else ''}QUALIFY row_number() OVER "
         "(PARTITION BY event_id ORDER BY created_at ASC NULLS LAST) = 1"
     )
 
 
-def parquet_source(paths: list[str]) -> str:
-    """read_parquet over files or globs; columns come from the files, not the directories."""
+def as_of_condition(as_of: AsOf | None, table: str) -> str | None:
+    """The rows of `table` a view as of `as_of` shows (None: all of them)."""
+    if as_of is None or table not in as_of:
+        return None
+    newest = as_of[table]
+    return "false" if newest is None else f"created_at <= {timestamp_literal(newest)}"
+
+
+def timestamp_literal(moment: dt.datetime) -> str:
+    """A TIMESTAMPTZ literal, exact to the microsecond."""
+    return f"TIMESTAMPTZ {quote_literal(moment.astimezone(dt.timezone.utc).isoformat())}"
+
+
+def parquet_source(paths: list[str], positions: bool = False) -> str:
+    """read_parquet over files or globs; columns come from the files, not the directories.
+    With `positions`, also each row's `filename` and `file_row_number`."""
     listed = ", ".join(quote_literal(p) for p in paths)
-    return f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
+    extra = ", filename = true, file_row_number = true" if positions else ""
+    return f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false{extra})"
 
 
 def empty_select(con: duckdb.DuckDBPyConnection, topic: str) -> str:

@@ -291,20 +291,20 @@ def test_compaction_keeps_every_view_unchanged(tmp_path: Path) -> None:
 
     after_files = files_under(tmp_path)
     assert view_state(tmp_path) == before
-    assert len(after_files) == 2 * 2 + 2 + 1  # tasks: 2 repos x 2 dates; rollouts: 2 dates
-    assert report.tables["tasks"].files_before == 12 and report.tables["tasks"].files_after == 4
+    assert len(after_files) == 2 + 1 + 1  # one per repository: tasks 2, rollouts 1, commits 1
+    assert report.tables["tasks"].files_before == 12 and report.tables["tasks"].files_after == 2
     assert report.tables["rollouts_t1"].rows_before == 18
-    assert report.tables["rollouts_t1"].rows_after == 14  # 7 distinct ids on each date
+    assert report.tables["rollouts_t1"].rows_after == 8  # 8 distinct ids over both dates
     assert report.tables["commits"].files_after == report.tables["commits"].files_before == 1
     assert len(before_files) == 19 and all(".tmp-" not in p.name for p in after_files)
 
     lines = str(report).splitlines()
-    assert any(line.startswith("tasks ") and "12 -> 4 files" in line for line in lines)
+    assert any(line.startswith("tasks ") and "12 -> 2 files" in line for line in lines)
 
     second = compact(tmp_path)
     assert files_under(tmp_path) == after_files
     assert second.files_removed == 0 and second.rows_removed == 0
-    assert all(t.partitions_compacted == 0 for t in second.tables.values())
+    assert all(t.repos_compacted == 0 for t in second.tables.values())
 
 
 def test_crash_between_rename_and_delete_changes_no_answer(tmp_path: Path) -> None:
@@ -316,12 +316,12 @@ def test_crash_between_rename_and_delete_changes_no_answer(tmp_path: Path) -> No
     compact(root, tables=["rollouts.t1"])
     # Put the inputs back next to the merged file: as if the deletes never happened.
     shutil.copytree(saved / "rollouts_t1", root / "rollouts_t1", dirs_exist_ok=True)
-    assert len(files_under(root / "rollouts_t1")) == 8
+    assert len(files_under(root / "rollouts_t1")) == 7
     assert view_state(root) == before
 
     report = compact(root, tables=["rollouts_t1"])
     assert list(report.tables) == ["rollouts_t1"]
-    assert report.tables["rollouts_t1"].files_after == 2
+    assert report.tables["rollouts_t1"].files_after == 1
     assert view_state(root) == before
     with pytest.raises(LakeError, match="unknown lake tables"):
         compact(root, tables=["nope"])
