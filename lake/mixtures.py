@@ -7,6 +7,7 @@ JSONL, a manifest and a report into a temporary directory, and renames it to
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ from typing import Any
 import duckdb
 
 from trajlake.errors import TrajlakeError
+from trajlake.lake import asof
 from trajlake.lake.files import PARQUET_SUFFIX
 from trajlake.lake.mixture_spec import MixtureSpec, mixture_sql
 from trajlake.lake.objects import ObjectLake, is_object_store
@@ -56,13 +58,52 @@ class Shortfall:
 
 
 def build(
-    spec: MixtureSpec, lake_root: str | Path, out_root: str | Path, config_hash: str, force=False
+    spec: MixtureSpec,
+    lake_root: str | Path,
+    out_root: str | Path,
+    config_hash: str,
+    force: bool = False,
+    as_of: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Build `spec` from the lake into `<out_root>/<name>`; returns the directory and manifest."""
-    con = connect(lake_root)
-    where = str(lake_root) if is_object_store(lake_root) else str(Path(lake_root).resolve())
-    files = {"lake_root": where, "lake_files": lake_files(lake_root)}
-    return write_mixture(con, spec, out_root, {"config_hash": config_hash, **files}, force)
+    """Build `spec` from the lake into `<out_root>/<name>`; returns the directory and manifest.
+
+    `as_of`, the manifest of an earlier build, builds from the lake as that build saw it (see
+    trajlake.lake.asof): the same spec then gives the same bytes, whatever came in since.
+    """
+    state = recorded_state(as_of) if as_of is not None else None
+    con = connect(lake_root, as_of=asof.times(state) if state is not None else None)
+    try:
+        if state is None:
+            state = asof.record(con, SOURCE_TABLES)
+        else:
+            asof.check(con, state)
+        where = str(lake_root) if is_object_store(lake_root) else str(Path(lake_root).resolve())
+        provenance = {
+            "config_hash": config_hash,
+            "lake_root": where,
+            "lake_files": lake_files(lake_root),
+            "lake_state": state,
+        } | ({"as_of": as_of["name"]} if as_of is not None else {})
+        return write_mixture(con, spec, out_root, provenance, force)
+    finally:
+        con.close()
+
+
+def recorded_state(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The lake state a manifest recorded; MixtureError when it has none."""
+    state = manifest.get("lake_state")
+    if not isinstance(state, dict):
+        raise MixtureError(
+            f"mixture {manifest.get('name')!r} records no lake state (built by an older "
+            "trajlake): it cannot be rebuilt as of its lake; build it again without --as-of"
+        )
+    return state
+
+
+def differing_files(manifest: dict[str, Any], earlier: dict[str, Any]) -> list[str]:
+    """The data files of `manifest` whose bytes differ from those of `earlier`."""
+    ours, theirs = manifest["data_sha256"], earlier.get("data_sha256", {})
+    return [name for name, digest in ours.items() if theirs.get(name) != digest]
 
 
 def write_mixture(
@@ -87,6 +128,7 @@ def write_mixture(
         con.execute(f"CREATE OR REPLACE TEMP TABLE mixture AS {sql}")
         _export(con, tmp)
         manifest = _manifest(con, spec, sql) | provenance
+        manifest["data_sha256"] = {name: _sha256(tmp / name) for name in (DATA_PARQUET, DATA_JSONL)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         from trajlake.lake.report import write_report  # matplotlib loads slowly
 
@@ -119,6 +161,14 @@ def _export(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     jsonl = quote_literal(str(out / DATA_JSONL))
     con.execute(f"COPY mixture TO {parquet} (FORMAT parquet, COMPRESSION zstd)")
     con.execute(f"COPY mixture TO {jsonl} (FORMAT json)")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _manifest(con: duckdb.DuckDBPyConnection, spec: MixtureSpec, sql: str) -> dict[str, Any]:
@@ -194,9 +244,15 @@ def lake_files(lake_root: str | Path) -> list[str]:
 
 
 def read_manifest(out_root: str | Path, name: str) -> dict[str, Any]:
-    """The manifest of mixture `name` (a name under `out_root`, or a directory path)."""
-    directory = mixture_dir(out_root, name)
-    return json.loads((directory / MANIFEST).read_text())
+    """The manifest of mixture `name` (a name under `out_root`, a directory, or the path of a
+    manifest file)."""
+    path = Path(name)
+    if not (path.is_file() and path.suffix == ".json"):
+        path = mixture_dir(out_root, name) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise MixtureError(f"cannot read mixture manifest {path}: {e}") from None
 
 
 def mixture_dir(out_root: str | Path, name: str) -> Path:

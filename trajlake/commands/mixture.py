@@ -12,7 +12,10 @@ BUILD_HELP = """\
 Build a mixture from a spec (YAML). The spec names sources, each a condition on the
 `trajectories` view with a count or a share; see `trajlake mixture example` for one with
 every field. Writes <lake.mixtures>/<name>/: data.parquet, data.jsonl, manifest.json (the SQL,
-counts per source, seed, lake files read, config hash) and report.png."""
+counts per source, seed, lake files read and lake state, config hash) and report.png.
+
+--as-of MANIFEST builds from the lake as that earlier build saw it (each table up to the newest
+row it showed): the same spec gives byte-identical data after new events and compaction."""
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +29,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     build.add_argument("spec", type=Path, help="the mixture spec (YAML)")
     build.add_argument("--force", action="store_true", help="replace a mixture of that name")
+    build.add_argument(
+        "--as-of",
+        metavar="MANIFEST",
+        help="build from the lake as this mixture saw it (a name, directory or manifest.json)",
+    )
     build.set_defaults(func=cmd_build)
     show = msub.add_parser("show", help="print a mixture's manifest: counts, seed, shortfalls")
     show.add_argument("name", help="mixture name (or its directory)")
@@ -43,14 +51,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_build(args: argparse.Namespace, config: Config) -> int:
     from trajlake.lake.mixture_spec import load_spec
-    from trajlake.lake.mixtures import build
+    from trajlake.lake.mixtures import build, differing_files, read_manifest
 
     spec = load_spec(args.spec)
+    earlier = read_manifest(config.lake.mixtures, args.as_of) if args.as_of else None
     directory, manifest = build(
-        spec, config.lake.root, config.lake.mixtures, config.hash(), force=args.force
+        spec, config.lake.root, config.lake.mixtures, config.hash(), args.force, earlier
     )
     _print_summary(manifest)
     print(f"\nwrote {directory}/ (data.parquet, data.jsonl, manifest.json, report.png)")
+    if earlier is None or earlier["spec"] != manifest["spec"]:
+        return 0
+    differ = differing_files(manifest, earlier)
+    if differ:
+        print(f"{', '.join(differ)} differ from mixture {earlier['name']}'s", file=sys.stderr)
+        return 1
+    print(f"data.parquet and data.jsonl are byte-identical to mixture {earlier['name']}'s")
     return 0
 
 
