@@ -51,6 +51,8 @@ def fetch_fields(
 
 
 def _from_file(lake: Lake, file: str, event_id: str, fields: list[str]) -> dict | None:
+    if not file:  # re-sent from the lake by a stage that found its work done
+        return None
     if lake.objects is not None:
         path, filesystem = f"{lake.objects.base}/{file}", lake.objects.filesystem
     else:

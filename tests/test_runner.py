@@ -135,6 +135,28 @@ def test_a_dead_letter_sent_back_goes_through_once_the_cause_is_fixed(setup):
     assert lake.counts()["dlq"] == 1  # the failure stays in the lake
 
 
+def test_an_input_delivered_again_adds_no_raw_row(setup):
+    """What an upstream producer killed between its flush and its commit causes."""
+    config, bus, lake = setup
+    commits = [commit_event(i) for i in range(4)]
+    twice = [c.encode() for c in commits] * 2  # in one window: the copies run side by side
+    produce(bus, "commits", twice, [b"k"] * len(twice))
+    run_until_idle(STAGE, config, bus, lake)
+    produce(bus, "commits", [commits[0].encode()], [b"k"])  # and again in a later run
+    run_until_idle(STAGE, config, bus, lake)
+
+    raw = (
+        lake.connect()
+        .execute(
+            f"SELECT event_id, count(*) FROM read_parquet('{lake.root}/tasks/**/*.parquet') GROUP BY 1"
+        )
+        .fetchall()
+    )
+    assert sorted(raw) == sorted((expected_id(c.event_id), 1) for c in commits)
+    published = [TaskEvent.decode(m.value).event_id for m in read_topic(bus, "tasks")]
+    assert len(published) == 9  # every delivery is still answered on the bus
+
+
 def test_concurrent_records_are_published_in_input_order_per_partition(setup):
     config, bus, lake = setup
     commits = [commit_event(i) for i in range(40)]

@@ -9,10 +9,11 @@ request log which worker is working.
 What is guaranteed, and checked: every task gets exactly the rollout event ids it should (one
 attempt, id = hash of task, stage, teacher, attempt) and no other result, in the lake views and
 on the output topic; all input offsets end committed. Delivery is at-least-once, so a record
-the killed worker had taken but not committed is processed again by its new owner: the raw
-lake files may then hold a second row with the same event_id (and the topic a second message),
-which the views collapse to one. A duplicate result would be a second id for one task, or an
-id nobody expected; that is what must never appear.
+the killed worker had taken but not committed is processed again by its new owner (the topic
+may get a second message). The new owner finds what is already in the lake and does not write
+it again; a member still working on partitions a live rebalance took from it can write a second
+row with the same event_id, which the views collapse to one. A duplicate result would be a
+second id for one task, or an id nobody expected; that is what must never appear.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from trajlake.errors import BusError, RecordRejected, RecordsRejected, SchemaErr
 from trajlake.lake import Lake
 from trajlake.lake.claims import relative_path
 from trajlake.lake.store import events_table
-from trajlake.schemas import DeadLetter, Event
+from trajlake.schemas import DeadLetter, Event, make_event_id
 
 DLQ_TOPIC = "dlq"
 
@@ -41,6 +41,7 @@ class Handled:
     event: Event | None
     outputs: list[Event] = field(default_factory=list)
     retry_id: str = ""
+    written: frozenset[str] = frozenset()  # topics whose rows for this input the lake holds
 
 
 DeadLetterFn = Callable[[Handled, Exception], DeadLetter]
@@ -61,16 +62,12 @@ class Delivery:
 
     def deliver(self, producer: Producer, ready: dict[TopicPartition, list[Handled]]) -> int:
         """Lake, then bus, for every record in `ready`; returns the dead letters it added."""
-        files: dict[str, dict[FileKey, str]] = {}
-        for items in ready.values():
-            name = batch_name(self.stage, items[0].message)
-            files[name] = self._write(name, items)
         sent: list[Handled] = []
         rejected: dict[int, tuple[Handled, str]] = {}
         for items in ready.values():
-            name = batch_name(self.stage, items[0].message)
+            files = self._write(batch_name(self.stage, items[0].message), items)
             for item in items:
-                why = self._send(producer, item, files[name], sent)
+                why = self._send(producer, item, files, sent)
                 if why:
                     rejected[id(item)] = (item, why)
         try:
@@ -93,12 +90,21 @@ class Delivery:
                     raise  # not any one record's fault: the table schema itself
 
     def _write_topics(self, name: str, items: list[Handled]) -> dict[FileKey, str]:
-        by_topic: dict[str, list[Event]] = {}
+        """Rows the lake does not hold yet, once each, in files named by their content: an
+        input delivered twice (a producer that died between flush and commit) adds no row, and
+        a batch never overwrites a file holding other rows."""
+        by_topic: dict[str, dict[str, Event]] = {}
         for item in items:
             for event in item.outputs:
-                by_topic.setdefault(event.topic(), []).append(event)
+                if event.topic() not in item.written:
+                    by_topic.setdefault(event.topic(), {}).setdefault(event.event_id, event)
+        if not by_topic:
+            return {}
+        ids = sorted(i for events in by_topic.values() for i in events)
+        name = f"{name}-{make_event_id(*ids)[:12]}"
         files: dict[FileKey, str] = {}
-        for topic, events in by_topic.items():
+        for topic, unique in by_topic.items():
+            events = list(unique.values())
             with self.lock:
                 paths = self.lake.write(topic, events, name=name)
             repos = sorted({e.repo for e in events})

@@ -29,8 +29,9 @@ from trajlake.delivery import DLQ_TOPIC, Delivery, Handled
 from trajlake.errors import CommitFailed
 from trajlake.lake import Lake
 from trajlake.redact import Redactor
-from trajlake.schemas import DeadLetter, DlqResolved, DlqRetry, Event, make_event_id, table_name
+from trajlake.schemas import DeadLetter, DlqResolved, DlqRetry, Event, make_event_id
 from trajlake.stage import Stage
+from trajlake.written import WrittenIndex
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,9 @@ class StageRunner:
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
         self._window: dict[TopicPartition, deque[tuple[Message, Future]]] = {}
         self._held = 0
-        self._done_index: dict[str, set[str]] = {}
-        self._indexed: set[TopicPartition] | None = None  # owned when the index was loaded
         self._lake_lock = threading.Lock()
         self._redactor = Redactor()
+        self._written = WrittenIndex(stage, lake, self._lake_lock)
         self._delivery = Delivery(
             stage.name, lake, self._lake_lock, bus_config or BusConfig(), self._dead_letter
         )
@@ -122,8 +122,8 @@ class StageRunner:
         running = self._pool is not None and self._held > 0
         timeout = 0.02 if running else self.config.poll_timeout_s
         messages = consumer.poll(max_records=room, timeout_s=timeout)
-        if self.stage.skip_if_done and messages:
-            self._index_partitions(consumer, {(m.topic, m.partition) for m in messages})
+        if messages:
+            self._written.cover(consumer, {(m.topic, m.partition) for m in messages})
         for msg in messages:
             key = (msg.topic, msg.partition)
             self._window.setdefault(key, deque()).append((msg, self._submit(msg)))
@@ -164,12 +164,17 @@ class StageRunner:
         ready = self._take_ready()
         if not ready:
             return False
+        for items in ready.values():  # and what was written since these records started
+            for item in items:
+                item.written |= self._written.topics(item.event)
         rejected = self._delivery.deliver(producer, ready)  # a bus or disk failure raises
         for items in ready.values():
             for item in items:
+                self._written.remember(item)
                 self.stats.produced += len(item.outputs)
                 self.stats.dead_letters += any(isinstance(e, DeadLetter) for e in item.outputs)
         self.stats.dead_letters += rejected
+        self.stats.skipped = self._written.reused
         self.stats.produced += rejected
         try:
             consumer.commit({tp: items[-1].message.offset + 1 for tp, items in ready.items()})
@@ -196,7 +201,9 @@ class StageRunner:
                     retry.payload,
                 )
             item.event = envelope.decode(item.origin.topic, item.origin.value, self.lake)
-            item.outputs = self._prior_outputs(item.event) or self._process(item.event)
+            item.written = self._written.topics(item.event)
+            prior = self._written.prior_outputs(item) if self.stage.skip_if_done else []
+            item.outputs = prior or self._process(item.event)
             if item.retry_id:
                 item.outputs.append(self._resolved(item))
         except Exception as error:  # noqa: BLE001 - the record boundary: nothing escapes it
@@ -253,48 +260,6 @@ class StageRunner:
             source_partition=origin.partition,
             source_offset=origin.offset,
         )
-
-    # -- "already done?" -----------------------------------------------------------------
-
-    def _index_partitions(self, consumer: Consumer, partitions: set[TopicPartition]) -> None:
-        """(Re)load the index when records come from a partition it was not loaded for: at
-        the start, and after a rebalance handed over a dead member's partitions, whose
-        finished but uncommitted work is then re-emitted from the lake, not redone."""
-        if self._indexed is not None and partitions <= self._indexed:
-            return
-        self._indexed = consumer.assignment() | partitions
-        self._load_done_index()
-
-    def _load_done_index(self) -> None:
-        """Input event id -> output topics that already hold this stage's outputs for it."""
-        index: dict[str, set[str]] = {}
-        outputs = [topic for topic in self.stage.outputs if topic != DLQ_TOPIC]
-        with self._lake_lock:
-            con = self.lake.connect(outputs)
-            for topic in outputs:
-                rows = con.execute(
-                    f"SELECT DISTINCT unnest(parent_ids) FROM {table_name(topic)} WHERE stage = ?",
-                    [self.stage.name],
-                ).fetchall()
-                for (parent,) in rows:
-                    index.setdefault(parent, set()).add(topic)
-            con.close()
-        self._done_index = index  # swapped whole: records in flight see the old or the new one
-
-    def _prior_outputs(self, event: Event) -> list[Event]:
-        topics = self._done_index.get(event.event_id)
-        if not topics:
-            return []
-        found: list[Event] = []
-        with self._lake_lock:
-            for topic in sorted(topics):
-                found += self.lake.read_events(
-                    topic,
-                    "list_contains(parent_ids, ?) AND stage = ?",
-                    [event.event_id, self.stage.name],
-                )
-            self.stats.skipped += bool(found)
-        return found  # empty when the file was since overwritten: then the work is redone
 
 
 def subscriptions(stage: Stage, bus: Bus) -> list[str]:
