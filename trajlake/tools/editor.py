@@ -1,8 +1,9 @@
 """`str_replace_editor`: view, create and edit files in the rollout's sandbox, never on the host.
 
 The interface is SWE-agent's function-calling file editor (tool bundle `tools/edit_anthropic`,
-itself after Anthropic's text editor tool), as of SWE-agent 1.1.0, repository SWE-agent/SWE-agent
-at commit 3ea751c087f32b16e039a2233dd6eefecef325d5 (the bundle last changed in df63c382):
+itself after Anthropic's text editor tool) as of SWE-agent 1.1.0: repository SWE-agent/SWE-agent,
+main at commit 3ea751c087f32b16e039a2233dd6eefecef325d5 (v1.1.0 + 177 commits; the bundle last
+changed in df63c382ab8615f1363f739ab2801918d8d3b02a), config.yaml and bin/str_replace_editor:
 `command` is one of view, create, str_replace, insert, undo_edit; the arguments are path,
 file_text, old_str, new_str, insert_line and view_range; files are shown numbered as by `cat -n`
 (6-wide number, tab), content past 16,000 characters clipped with a `<response clipped><NOTE>`
@@ -12,15 +13,18 @@ error messages have SWE-agent's shapes. The code and the wording of notes are tr
 
 Where trajlake differs on purpose (each keeps patches small and the sandbox closed):
 
-- paths may also be relative to the repository root; anything resolving outside it (`..`,
-  symlinks, absolute paths elsewhere) is refused, and so are writes inside `.git`;
+- paths may also be relative to the repository root (SWE-agent wants absolute ones); anything
+  resolving outside it (`..`, symlinks, absolute paths elsewhere) is refused, and so are writes
+  inside `.git`;
 - binary files (a NUL byte in the first 8 KiB) and files over 10 MiB are refused with a hint to
   use bash, where SWE-agent would show them decoded as latin-1;
 - a file is written back byte for byte apart from the edit: no tab expansion of the whole file
   and no CRLF conversion (SWE-agent rewrites both); tabs are expanded only in what is shown;
 - undo_edit works (SWE-agent 1.1.0's history never reaches its state file, so it always answers
   "No edit history found"); undoing a create removes the file;
-- a directory listing is sorted, so that rollouts are reproducible.
+- a directory listing is sorted, so that rollouts are reproducible;
+- the clipping note follows the numbered lines on a line of its own (SWE-agent glues it to the
+  last line shown); arguments over 100,000 bytes of JSON are refused (one argv string).
 
 How a call runs: one sandbox command, `python3 -I -S -c BOOTSTRAP` with the arguments as one line
 of ASCII JSON on stdin through a heredoc with a random delimiter (JSON escapes every newline, so
