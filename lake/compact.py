@@ -42,7 +42,9 @@ from trajlake.lake.views import KEEP_EARLIEST, parquet_source, quote_literal
 from trajlake.schemas import TOPICS, table_name
 
 #: Row groups of at most 64 MB, so that the writer never holds a whole repository in memory.
-_COPY_OPTIONS = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE_BYTES '64MB')"
+#: LZ4: a mixture build reads the text of every rollout (DuckDB cannot skip pages for a random
+#: eighth of the rows), and DuckDB decodes LZ4 about twice as fast as zstd (for ~40% more bytes).
+_COPY_OPTIONS = "(FORMAT parquet, COMPRESSION lz4_raw, ROW_GROUP_SIZE_BYTES '64MB')"
 
 
 @dataclass(frozen=True)
