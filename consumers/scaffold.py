@@ -1,75 +1,101 @@
 """What the rollout agent sees: prompts, the tool schema and how tool results are written.
 
 Rollouts and training data must agree on these byte for byte (a student trained on one format
-and served with another loses accuracy), so they live in one place and their hash is the
-scaffold id recorded on every rollout.
+and served with another loses accuracy), so they live in one place, a scaffold (data:
+consumers/scaffolds/*.yaml, see scaffold_spec.py), and its hash is the scaffold id recorded on
+every rollout. The functions taking a `Scaffold` render any scaffold; the module-level names
+(`system_prompt()`, `TOOLS`, `SUBMIT_MARKER`, ...) are the built-in mini-bash scaffold's, the one
+the rollout agent runs today.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+from trajlake.consumers.scaffold_spec import Scaffold, load_scaffold
+from trajlake.errors import ConfigError
 
-SUBMIT_MARKER = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
+DEFAULT = "mini-bash"
+MINI_BASH: Scaffold = load_scaffold(DEFAULT)
 
-SYSTEM_PROMPT = """\
-You are a software engineer working in a checkout of a code repository. You act through one \
-tool, `bash`, which runs a command in the repository root and returns its exit code and output. \
-Each command runs in a fresh shell: directory changes and variables do not persist. \
-Think before each command. When the change is complete, run `echo {marker}` on its own."""
+SUBMIT_MARKER = MINI_BASH.episode_end.marker
+SYSTEM_PROMPT = MINI_BASH.system_prompt
+TASK_TEMPLATE = MINI_BASH.task_template
+TOOLS = MINI_BASH.tool_schemas()
+BASH_TOOL = TOOLS[0]
+OBSERVATION_TEMPLATE = MINI_BASH.observation.template
+FORMAT_ERROR_TEMPLATE = MINI_BASH.format_error
+TIMEOUT_NOTE = MINI_BASH.observation.timeout
 
-TASK_TEMPLATE = """\
-{request}
 
-Work in the repository to address this. Reproduce the problem first if you can, make the \
-change, check it, then finish with `echo {marker}` as a command on its own."""
+def render_system(scaffold: Scaffold) -> str:
+    return scaffold.system_prompt.format(marker=scaffold.episode_end.marker)
 
-BASH_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "bash",
-        "description": "Run a bash command in the repository root and return its output.",
-        "parameters": {
-            "type": "object",
-            "properties": {"command": {"type": "string", "description": "The command to run."}},
-            "required": ["command"],
-        },
-    },
-}
-TOOLS = [BASH_TOOL]
 
-OBSERVATION_TEMPLATE = "<returncode>{returncode}</returncode>\n<output>\n{output}</output>"
-FORMAT_ERROR_TEMPLATE = (
-    "Your last reply had a malformed tool call ({error}). Call the bash tool again."
-)
-TIMEOUT_NOTE = "The command was killed after {timeout:g} seconds."
+def render_task(scaffold: Scaffold, request: str) -> str:
+    return scaffold.task_template.format(
+        request=request.strip(), marker=scaffold.episode_end.marker
+    )
+
+
+def render_observation(
+    scaffold: Scaffold,
+    output: str,
+    returncode: int | None = None,
+    limit_chars: int | None = None,
+    error: bool = False,
+) -> str:
+    """A tool result as the model sees it; long output keeps its head and tail."""
+    spec = scaffold.observation
+    limit = spec.max_chars if limit_chars is None else limit_chars
+    if len(output) > limit:
+        half = limit // 2
+        note = spec.truncated.format(cut=len(output) - 2 * half)
+        output = f"{output[:half]}\n{note}\n{output[-half:]}"
+    elif not output:
+        output = spec.empty_output
+    if error:
+        output = spec.error.format(output=output)
+    return spec.template.format(returncode=returncode or 0, output=output)
+
+
+def render_format_error(scaffold: Scaffold, error: str) -> str:
+    return scaffold.format_error.format(error=error)
 
 
 def system_prompt() -> str:
-    return SYSTEM_PROMPT.format(marker=SUBMIT_MARKER)
+    return render_system(MINI_BASH)
 
 
 def task_prompt(request: str) -> str:
-    return TASK_TEMPLATE.format(request=request.strip(), marker=SUBMIT_MARKER)
+    return render_task(MINI_BASH, request)
 
 
-def observation(output: str, returncode: int, limit_chars: int) -> str:
-    """A tool result as the model sees it; long output keeps its head and tail."""
-    if len(output) > limit_chars:
-        half = limit_chars // 2
-        cut = len(output) - 2 * half
-        output = f"{output[:half]}\n[… {cut} characters cut …]\n{output[-half:]}"
-    return OBSERVATION_TEMPLATE.format(returncode=returncode, output=output)
+def observation(output: str, returncode: int, limit_chars: int | None = None) -> str:
+    """A bash result as mini-bash writes it (limit_chars: the agent's output_chars)."""
+    return render_observation(MINI_BASH, output, returncode, limit_chars)
 
 
 def format_error(error: str) -> str:
     """What the model is told after a reply whose tool call could not be parsed."""
-    return FORMAT_ERROR_TEMPLATE.format(error=error)
+    return render_format_error(MINI_BASH, error)
 
 
 def scaffold_id() -> str:
     """Changes whenever anything the model sees changes."""
-    parts = [SYSTEM_PROMPT, TASK_TEMPLATE, json.dumps(TOOLS, sort_keys=True), OBSERVATION_TEMPLATE]
-    parts.append(FORMAT_ERROR_TEMPLATE)
-    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:10]
-    return f"mini-swe-agent-bash-{digest}"
+    return MINI_BASH.id()
+
+
+def for_agent(name_or_path: str) -> Scaffold:
+    """The scaffold `agent.scaffold` names, if the rollout agent can run it; ConfigError if not.
+
+    The agent runs one scaffold so far, mini-bash (one bash tool, ended by a marker): a
+    scaffold with other tools, or with another id, needs the multi-tool agent (issue 12).
+    """
+    chosen = load_scaffold(name_or_path)
+    if chosen.id() != MINI_BASH.id():
+        raise ConfigError(
+            f"agent.scaffold={name_or_path} (id {chosen.id()}): the rollout agent runs only "
+            f"the built-in {DEFAULT} scaffold ({MINI_BASH.id()}) so far; other tools, prompts "
+            f"and observation formats come with the multi-tool agent. Use "
+            f"agent.scaffold={DEFAULT}"
+        )
+    return chosen
