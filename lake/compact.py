@@ -86,12 +86,12 @@ class CompactReport:
 def compact(
     root: str | Path, tables: Iterable[str] | None = None, min_files: int = 2
 ) -> CompactReport:
-    """Compact every partition with at least ``min_files`` data files.
+    """Compact every repository of a table with at least ``min_files`` data files.
 
     Args:
         root: the lake root.
         tables: table or topic names (``rollouts_t1`` or ``rollouts.t1``); all when None.
-        min_files: partitions with fewer files are left alone. A partition holding only one
+        min_files: repositories with fewer files are left alone. A repository holding only one
             compacted file is always left alone, so a second run is a no-op.
     """
     if min_files < 1:
@@ -130,7 +130,7 @@ def _compact_table(
     for repo in sorted(p for p in (root / table).glob("repo=*") if p.is_dir()):
         files = sorted(repo.glob(f"date=*/*{PARQUET_SUFFIX}"))
         if _needs_compaction(files, min_files):
-            compact_partition(con, files)
+            compact_files(con, files)
             compacted += 1
     after = table_files(root, table) if compacted else before
     rows_after = _count_rows(after) if compacted else rows_before
@@ -149,7 +149,7 @@ def compacted_name(files: list[Path]) -> str:
     return f"{COMPACTED_PREFIX}{hashlib.sha256(names.encode()).hexdigest()[:16]}{PARQUET_SUFFIX}"
 
 
-def compact_partition(con: duckdb.DuckDBPyConnection, files: list[Path]) -> Path:
+def compact_files(con: duckdb.DuckDBPyConnection, files: list[Path]) -> Path:
     """Replace `files` (of one repository) by one deduplicated file in the newest of their
     partitions; returns its path."""
     final = max(f.parent for f in files) / compacted_name(files)
