@@ -65,6 +65,7 @@ class Rollouts:
 
     @classmethod
     def create(cls, config: Config) -> Rollouts:
+        scaffold.for_agent(config.agent.scaffold)  # one the agent cannot run fails here
         teacher = shared_teacher(config.teacher, scaffold.scaffold_id())
         return cls(config, teacher, PatchRegistry(Lake(config.lake.root)))
 

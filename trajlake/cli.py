@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from trajlake.commands import dlq, mixture, pipeline, replay, train
+from trajlake.commands import dlq, mixture, pipeline, replay, scaffold, train
 from trajlake.config import Config, load_config
 from trajlake.errors import TrajlakeError
 
@@ -46,6 +46,7 @@ Typical session:
                                                `mixture show NAME`, `mixture check NAME`
   trajlake train --config training.yaml        fine-tune a model on a mixture (FSDP2, torchrun;
                                                training/configs/tiny-cpu.yaml runs on a CPU)
+  trajlake scaffold show mini-bash             what the agent model sees (prompts, tools), its id
   trajlake config show                         print the resolved configuration
 
 Configuration comes from trajlake.yaml (or --config FILE), with overrides such as
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_parsers(sub)
     mixture.add_parsers(sub)
     train.add_parsers(sub)
+    scaffold.add_parsers(sub)
     return parser
 
 

@@ -156,6 +156,12 @@ class AgentConfig(_Frozen):
     max_requeues: int = Field(2, ge=0, description="re-queues of an abandoned rollout")
     max_attempts: int = Field(3, ge=1, description="rollout 1: new requests after a 'no'")
     output_chars: int = Field(10_000, description="tool output beyond this is cut in the middle")
+    scaffold: str = Field(
+        "mini-bash",
+        description="what the agent model sees and how its actions run: a built-in scaffold "
+        "(mini-bash) or a scaffold YAML file (`trajlake scaffold example`); its id is recorded "
+        "on every rollout",
+    )
     trajectories: str = Field(
         "trajlake-data/trajectories", description="each rollout's steps, saved as they happen"
     )
