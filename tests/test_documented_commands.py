@@ -54,6 +54,7 @@ PLACEHOLDERS: dict[str, str] = {
     "stage NAME": "stage function_sampler",
     "mixture show NAME": "mixture show myproj-v1",  # what `mixture example > spec.yaml` built
     "mixture check NAME": "mixture check myproj-v1",
+    "--as-of NAME --force": "--as-of myproj-v1 --force",
     "mixtures/NAME": "mixtures/myproj-v1",
     "--workdir DIR": "--workdir {workdir}",
     "--partitions N": "--partitions 4",
