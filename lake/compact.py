@@ -38,7 +38,7 @@ from trajlake.lake.files import (
     temp_path,
 )
 from trajlake.lake.objects import is_object_store
-from trajlake.lake.views import KEEP_EARLIEST, parquet_source, quote_literal
+from trajlake.lake.views import KEEP_EARLIEST, parquet_source, quote_literal, schema_file
 from trajlake.schemas import TOPICS, table_name
 
 #: Row groups of at most 64 MB, so that the writer never holds a whole repository in memory.
@@ -127,20 +127,26 @@ def _compact_table(
     before = table_files(root, table)
     rows_before = _count_rows(before)
     compacted = 0
+    schema = schema_file(next(t for t in TOPICS if table_name(t) == table))
     for repo in sorted(p for p in (root / table).glob("repo=*") if p.is_dir()):
         files = sorted(repo.glob(f"date=*/*{PARQUET_SUFFIX}"))
-        if _needs_compaction(files, min_files):
-            compact_files(con, files)
+        if _needs_compaction(files, min_files, schema):
+            compact_files(con, files, schema)
             compacted += 1
     after = table_files(root, table) if compacted else before
     rows_after = _count_rows(after) if compacted else rows_before
     return TableCompaction(table, len(before), len(after), rows_before, rows_after, compacted)
 
 
-def _needs_compaction(files: list[Path], min_files: int) -> bool:
-    if len(files) == 1 and files[0].name.startswith(COMPACTED_PREFIX):
-        return False
-    return len(files) >= min_files
+def _needs_compaction(files: list[Path], min_files: int, schema: Path) -> bool:
+    """At least `min_files` files (but not one compacted file), or a lone file that lacks a
+    column of the current schema (written by an older trajlake: views cannot read it)."""
+    if len(files) >= min_files and not (
+        len(files) == 1 and files[0].name.startswith(COMPACTED_PREFIX)
+    ):
+        return True
+    current = set(pq.read_schema(schema).names)
+    return any(not current <= set(pq.read_schema(f).names) for f in files)
 
 
 def compacted_name(files: list[Path]) -> str:
@@ -149,13 +155,16 @@ def compacted_name(files: list[Path]) -> str:
     return f"{COMPACTED_PREFIX}{hashlib.sha256(names.encode()).hexdigest()[:16]}{PARQUET_SUFFIX}"
 
 
-def compact_files(con: duckdb.DuckDBPyConnection, files: list[Path]) -> Path:
+def compact_files(
+    con: duckdb.DuckDBPyConnection, files: list[Path], schema: Path | None = None
+) -> Path:
     """Replace `files` (of one repository) by one deduplicated file in the newest of their
-    partitions; returns its path."""
+    partitions; returns its path. With a `schema` file (views.schema_file), the merged file
+    has all its columns, null where the inputs had none (files of an older trajlake)."""
     final = max(f.parent for f in files) / compacted_name(files)
     tmp = temp_path(final)
     try:
-        query = _dedup_query(con, [str(f) for f in files])
+        query = _dedup_query(con, [str(f) for f in ([schema] if schema else []) + files])
         con.execute(f"COPY ({query}) TO {quote_literal(str(tmp))} {_COPY_OPTIONS}")
         publish(tmp, final)
     except (duckdb.Error, OSError) as e:

@@ -22,7 +22,7 @@ from trajlake.lake import asof
 from trajlake.lake.files import PARQUET_SUFFIX
 from trajlake.lake.mixture_spec import MixtureSpec, mixture_sql
 from trajlake.lake.objects import ObjectLake, is_object_store
-from trajlake.lake.views import connect, quote_literal
+from trajlake.lake.views import connect, quote_literal, schema_hint
 
 DATA_PARQUET = "data.parquet"
 DATA_JSONL = "data.jsonl"
@@ -85,6 +85,8 @@ def build(
             "lake_state": state,
         } | ({"as_of": as_of["name"]} if as_of is not None else {})
         return write_mixture(con, spec, out_root, provenance, force)
+    except duckdb.Error as e:
+        raise MixtureError(f"cannot build mixture {spec.name}: {schema_hint(e)}") from None
     finally:
         con.close()
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from trajlake.errors import LakeError
 from trajlake.lake.files import publish, temp_path
-from trajlake.lake.views import connect
+from trajlake.lake.views import connect, schema_hint
 
 Format = Literal["table", "csv", "json", "parquet"]
 FORMATS: tuple[str, ...] = ("table", "csv", "json", "parquet")
@@ -68,7 +68,7 @@ def _execute(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
         relation = con.sql(sql)
         return relation.to_arrow_table() if relation is not None else pa.table({})
     except duckdb.Error as e:
-        raise LakeError(f"SQL failed: {e}") from None
+        raise LakeError(f"SQL failed: {schema_hint(e)}") from None
 
 
 def _render(con: duckdb.DuckDBPyConnection, result: pa.Table, fmt: str) -> str:

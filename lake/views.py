@@ -3,16 +3,28 @@
 The rule, shared with compaction: of the rows with one event_id, the one with the earliest
 ``created_at`` wins. Re-processing after a crash re-creates an event with the same id and a
 later ``created_at``, so the first version written is the one every query sees.
+
+A view takes its columns from the topic's record type, not from its files: a zero-row
+*schema file* of the current schema is listed first (see `schema_file`), and DuckDB reads the
+other files by those names. Asking DuckDB to union the files' own schemas instead makes it keep
+a reader per file (~90 KB each, for every reference to the view): a mixture build over 120,000
+uncompacted files needed more than 24 GB. A file from an older trajlake that lacks a column
+fails the query with a "schema mismatch"; `trajlake lake compact` rewrites such files with
+every current column (missing ones null).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
+import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 
 from trajlake.errors import LakeError
 from trajlake.lake.files import PARQUET_SUFFIX, has_files
@@ -94,17 +106,24 @@ def standalone_sql(root: str | Path) -> str:
         )
     con = duckdb.connect(":memory:")
     root = Path(root).resolve()
-    statements = [f"{view_statement(con, root, topic)};" for topic in TOPICS]
+    statements = [f"{view_statement(con, root, topic, schema_first=False)};" for topic in TOPICS]
     return "\n".join(["SET TimeZone = 'UTC';", *statements, "", derived_views()])
 
 
 def view_statement(
-    con: duckdb.DuckDBPyConnection, root: Path, topic: str, where: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    root: Path,
+    topic: str,
+    where: str | None = None,
+    schema_first: bool = True,
 ) -> str:
-    """CREATE VIEW for one topic: its files deduplicated, or no rows while it has none."""
+    """CREATE VIEW for one topic: its files deduplicated, or no rows while it has none.
+    Without `schema_first` (a script for another machine) DuckDB unions the files' schemas."""
     table = table_name(topic)
     if has_files(root, table):
-        source = parquet_source([str(root / table / "**" / f"*{PARQUET_SUFFIX}")])
+        files = [str(root / table / "**" / f"*{PARQUET_SUFFIX}")]
+        anchor = str(schema_file(topic)) if schema_first else None
+        source = parquet_source(files, schema=anchor)
     else:
         source = f"({empty_select(con, topic)})"
     return f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {dedup_select(source, where)}"
@@ -132,12 +151,40 @@ def timestamp_literal(moment: dt.datetime) -> str:
     return f"TIMESTAMPTZ {quote_literal(moment.astimezone(dt.timezone.utc).isoformat())}"
 
 
-def parquet_source(paths: list[str], positions: bool = False) -> str:
-    """read_parquet over files or globs; columns come from the files, not the directories.
-    With `positions`, also each row's `filename` and `file_row_number`."""
-    listed = ", ".join(quote_literal(p) for p in paths)
+def parquet_source(paths: list[str], positions: bool = False, schema: str | None = None) -> str:
+    """read_parquet over files or globs; columns come from the files (the union of their
+    schemas), or from the `schema` file when given; never from the directories. With
+    `positions`, also each row's `filename` and `file_row_number`."""
+    listed = ", ".join(quote_literal(p) for p in ([schema] if schema else []) + paths)
+    union = "false" if schema else "true"
     extra = ", filename = true, file_row_number = true" if positions else ""
-    return f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false{extra})"
+    return f"read_parquet([{listed}], union_by_name = {union}, hive_partitioning = false{extra})"
+
+
+def schema_file(topic: str) -> Path:
+    """A zero-row Parquet file with the topic's current schema, in a per-user temporary
+    directory (written once per schema; its name is a hash of it)."""
+    schema = record_type(topic).arrow_schema()
+    digest = hashlib.sha256(schema.serialize().to_pybytes()).hexdigest()[:16]
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    path = Path(tempfile.gettempdir()) / f"trajlake-schemas-{user}" / f"{digest}.parquet"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        pq.write_table(schema.empty_table(), tmp)
+        os.replace(tmp, path)
+    return path
+
+
+def schema_hint(error: duckdb.Error) -> str:
+    """DuckDB's message, and what to do when a file lacks a column of the current schema."""
+    text = str(error)
+    if "schema mismatch" in text:  # DuckDB's advice after the first line does not apply
+        text = text.split("\n")[0] + (
+            "; files written by an older trajlake lack columns of the current schema: run "
+            "`trajlake lake compact` to rewrite them with every column"
+        )
+    return text
 
 
 def empty_select(con: duckdb.DuckDBPyConnection, topic: str) -> str:

@@ -15,7 +15,8 @@ import pytest
 
 from trajlake.errors import LakeError, SchemaError
 from trajlake.lake import Lake, compact, connect, run_sql
-from trajlake.lake.files import repo_slug
+from trajlake.lake.files import partition_dir, repo_slug
+from trajlake.lake.store import events_table
 from trajlake.schemas import (
     TOPICS,
     CommitEvent,
@@ -325,6 +326,22 @@ def test_crash_between_rename_and_delete_changes_no_answer(tmp_path: Path) -> No
     assert view_state(root) == before
     with pytest.raises(LakeError, match="unknown lake tables"):
         compact(root, tables=["nope"])
+
+
+def test_a_file_without_a_current_column_is_named_and_compaction_upgrades_it(
+    tmp_path: Path,
+) -> None:
+    lake = Lake(tmp_path)
+    lake.write("tasks", [task(1)], "new", date=DAY)
+    old = events_table("tasks", [task(2, REPO_B)]).drop_columns(["unparsed_files"])  # older
+    alone = partition_dir(tmp_path, "tasks", REPO_B, DAY)  # its repository's only file
+    alone.mkdir(parents=True)
+    pq.write_table(old, alone / "old.parquet")
+    with pytest.raises(LakeError, match="old.parquet.*run `trajlake lake compact`"):
+        run_sql(tmp_path, "SELECT max(unparsed_files) FROM tasks", "csv")
+    assert compact(tmp_path).tables["tasks"].repos_compacted == 1  # only the old file
+    rows = run_sql(tmp_path, "SELECT line_end, unparsed_files FROM tasks ORDER BY 1", "csv")
+    assert rows.splitlines() == ["line_end,unparsed_files", "21,0", "22,"]
 
 
 def test_run_sql_formats(tmp_path: Path) -> None:
