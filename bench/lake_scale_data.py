@@ -34,63 +34,35 @@ class Hop:
 
 
 def hops(maker: Maker) -> list[Hop]:
-    plan, n_tasks, n_prs = maker.plan, len(maker.plan.tasks), len(maker.plan.accepted)
-    repo_key = lambda i: plan.repos[plan.commits[i]].encode()  # noqa: E731
+    """The six stages in pipeline order; input i of a hop is the i-th record of its topic."""
+    plan = maker.plan
     per_commit: dict[int, list[int]] = {}
     for i, task in enumerate(plan.tasks):
         per_commit.setdefault(task[1], []).append(i)
-    accepted = {task: i for i, task in enumerate(plan.accepted)}
-    t1 = maker.plan.tasks
+    pr_of = {task: i for i, task in enumerate(plan.accepted)}
+    tasks, prs = len(plan.tasks), len(plan.accepted)
+
+    def by_id(kind: str) -> Callable[[int], bytes]:  # the bus key of most records
+        return lambda i: eid(kind, i).encode()
+
+    def one(make: Callable[..., Event], **kw: bool) -> Callable[[int, dt.datetime], list]:
+        return lambda i, at: [make(i, at, **kw)]
+
+    def sampled(c: int, at: dt.datetime) -> list[Event]:
+        return [maker.task(i, at) for i in per_commit[c]]
+
+    def written(i: int, at: dt.datetime) -> list[Event]:  # a PR for accepted T1s only
+        return [maker.pr(pr_of[i], at)] if plan.tasks[i][4] else []
+
+    by_repo = lambda c: plan.repos[plan.commits[c]].encode()  # noqa: E731
     return [
-        Hop(
-            "function_sampler",
-            "commits",
-            len(plan.commits),
-            repo_key,
-            lambda c, at: [maker.task(i, at) for i in per_commit[c]],
-        ),
-        Hop(
-            "rollout1",
-            "tasks",
-            n_tasks,
-            lambda i: eid("task", i).encode(),
-            lambda i, at: [maker.rollout(i, at, t2=False)],
-        ),
-        Hop(
-            "pr_writer",
-            "rollouts.t1",
-            n_tasks,
-            lambda i: eid("t1", i).encode(),
-            lambda i, at: [maker.pr(accepted[i], at)] if t1[i][4] else [],
-        ),
-        Hop(
-            "rollout2",
-            "prs",
-            n_prs,
-            lambda i: eid("pr", i).encode(),
-            lambda i, at: [maker.rollout(i, at, t2=True)],
-        ),
-        Hop(
-            "verifier",
-            "rollouts.t2",
-            n_prs,
-            lambda i: eid("t2", i).encode(),
-            lambda i, at: [maker.verdict(i, at)],
-        ),
-        Hop(
-            "filter",
-            "rollouts.t1",
-            n_tasks,
-            lambda i: eid("t1", i).encode(),
-            lambda i, at: [maker.sample(i, at, t2=False)],
-        ),
-        Hop(
-            "filter",
-            "rollouts.t2",
-            n_prs,
-            lambda i: eid("t2", i).encode(),
-            lambda i, at: [maker.sample(i, at, t2=True)],
-        ),
+        Hop("function_sampler", "commits", len(plan.commits), by_repo, sampled),
+        Hop("rollout1", "tasks", tasks, by_id("task"), one(maker.rollout, t2=False)),
+        Hop("pr_writer", "rollouts.t1", tasks, by_id("t1"), written),
+        Hop("rollout2", "prs", prs, by_id("pr"), one(maker.rollout, t2=True)),
+        Hop("verifier", "rollouts.t2", prs, by_id("t2"), one(maker.verdict)),
+        Hop("filter", "rollouts.t1", tasks, by_id("t1"), one(maker.sample, t2=False)),
+        Hop("filter", "rollouts.t2", prs, by_id("t2"), one(maker.sample, t2=True)),
     ]
 
 
