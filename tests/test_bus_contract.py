@@ -124,25 +124,6 @@ def test_keyed_records_land_on_the_partition_of_their_key(bus: Bus, unique: str)
     assert {m.partition for m in got} == set(range(PARTITIONS))  # keys spread out
 
 
-def test_a_record_over_the_limit_is_refused_alone(bus_config, unique: str) -> None:
-    small = bus_config.model_copy(update={"max_record_bytes": 100_000})
-    bus = open_bus(small)
-    topic = f"{unique}-big"
-    bus.create_topics([topic], 1)
-    producer = bus.producer()
-    producer.send(topic, b"before", key=b"k")
-    with pytest.raises(RecordRejected, match="record for"):
-        producer.send(topic, b"x" * 200_000, key=b"k")
-    producer.send(topic, b"after", key=b"k")
-    producer.flush()
-    producer.close()
-    consumer = bus.consumer(f"{unique}-g", [topic])
-    [got] = poll_until([consumer], lambda r: len(r[0]) >= 2)
-    consumer.close()
-    bus.close()
-    assert [m.value for m in got] == [b"before", b"after"]
-
-
 def test_two_members_split_the_partitions_and_read_every_record_once(bus: Bus, unique: str) -> None:
     topic, group = f"{unique}-split", f"{unique}-g"
     bus.create_topics([topic], PARTITIONS)
@@ -299,3 +280,22 @@ def test_a_killed_members_partitions_are_taken_over(
     [got] = poll_until([survivor], lambda r: len(r[0]) >= len(values))
     survivor.close()
     assert sorted(m.value for m in got) == sorted(values)
+
+
+def test_a_record_over_the_limit_is_refused_alone(bus_config, unique: str) -> None:
+    small = bus_config.model_copy(update={"max_record_bytes": 100_000})
+    bus = open_bus(small)
+    topic = f"{unique}-big"
+    bus.create_topics([topic], 1)
+    producer = bus.producer()
+    producer.send(topic, b"before", key=b"k")
+    with pytest.raises(RecordRejected, match="record for"):
+        producer.send(topic, b"x" * 200_000, key=b"k")
+    producer.send(topic, b"after", key=b"k")
+    producer.flush()
+    producer.close()
+    consumer = bus.consumer(f"{unique}-g", [topic])
+    [got] = poll_until([consumer], lambda r: len(r[0]) >= 2)
+    consumer.close()
+    bus.close()
+    assert [m.value for m in got] == [b"before", b"after"]
