@@ -225,7 +225,8 @@ def mixture_sql(spec: MixtureSpec, source: str = "trajectories") -> str:
 
     `kept` messages survive ordered truncation at the context budget: the share the filter
     measured (kept / all, so kept = round(ratio * all)), cut back to the last assistant turn
-    so that every sample ends on one.
+    so that every sample ends on one. Joins build on their right side as written (see
+    mixtures.PLAN_AS_WRITTEN): `chosen`, never the text.
     """
     budget = spec.context_budget
     roles = "list_transform(m, lambda x: x.role)"
@@ -236,7 +237,7 @@ WITH chosen AS MATERIALIZED ({selection_sql(spec, source)}
   SELECT {", ".join(READ_COLUMNS)}, chosen.source, chosen.target, chosen.position,
          t.truncation_ratios[list_position(t.budgets, {budget})] AS ratio,
          from_json(t.messages_json, '{MESSAGE_TYPE}') AS m
-  FROM chosen JOIN {source} t USING (rollout_id)
+  FROM {source} t JOIN chosen USING (rollout_id)
 ), cut AS (
   SELECT *, least(CAST(round(ratio * len(m)) AS BIGINT), {last_assistant}) AS kept FROM picked
 )

@@ -35,6 +35,13 @@ REPORT_COLUMNS = (
 )
 
 
+#: A build runs as written: DuckDB would build its hash tables on the side it estimates smaller,
+#: and its estimates for the lake are no guide (a view lists a zero-row schema file first), so
+#: it could hold the text of every rollout in memory (> 24 GB at 200,000 rollouts). As written,
+#: every join builds on metadata or on the chosen rows and the text streams through.
+PLAN_AS_WRITTEN = "SET disabled_optimizers = 'join_order,build_side_probe_side'"
+
+
 class MixtureError(TrajlakeError):
     """A mixture cannot be built or read as asked."""
 
@@ -122,6 +129,7 @@ def write_mixture(
     if final.exists() and not force:
         raise MixtureError(f"mixture {final} exists: pick another name or pass --force")
     _check_budget(con, spec.context_budget)
+    con.execute(PLAN_AS_WRITTEN)
     out_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.tmp-", dir=out_root))
     tmp.chmod(0o755)  # mkdtemp makes it private; a mixture is for sharing
