@@ -65,6 +65,7 @@ def connect(
     """
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # DuckDB would print it to our stdout
     refresh(con, root, topics, as_of)
     if topics is None:
         con.execute(derived_views())
