@@ -115,36 +115,37 @@ start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
 Lake(sys.argv[1]).counts()
 end = resource.getrusage(resource.RUSAGE_SELF)
 cpu = end.ru_utime + end.ru_stime - usage.ru_utime - usage.ru_stime
-print(json.dumps([time.perf_counter() - start, cpu]))
+print("COUNTS", json.dumps([time.perf_counter() - start, cpu]))
 """
 
 
 def measure(config: Path, label: str) -> dict[str, Any]:
-    """The three user commands, once each; the mixture is kept under mixtures/<label>."""
+    """The user commands, once each, each printed when done (a full run takes an hour);
+    the mixture is kept under mixtures/<label>."""
     run = config.parent
+    lake = str(run / "lake")
     counts = subprocess.run(
-        [sys.executable, "-c", COUNTS, str(run / "lake")],
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-c", COUNTS, lake], capture_output=True, text=True, check=True
     )
-    status_t, status = trajlake(config, "status")
-    count_t, count = trajlake(
-        config, "sql", "SELECT count(*) AS n FROM trajectories", "--format", "csv"
-    )
-    mixture_t, _ = trajlake(config, "mixture", "build", str(run / "spec.yaml"), "--force")
+    out: dict[str, Any] = {"counts": Timing(*json.loads(counts.stdout.split("COUNTS ")[-1]))}
+    commands = {
+        "status": ["status"],
+        "count": ["sql", "SELECT count(*) AS n FROM trajectories", "--format", "csv"],
+        "mixture": ["mixture", "build", str(run / "spec.yaml"), "--force"],
+    }
+    print(f"  {label}: counts() {out['counts'].wall:.1f} s", flush=True)
+    for key, args in commands.items():
+        out[key], out[f"{key}_out"] = trajlake(config, *args)
+        print(f"  {label}: {key} {out[key].wall:.1f} s (cpu {out[key].cpu:.1f})", flush=True)
     (run / "mixtures" / "scale").rename(run / "mixtures" / label)
     manifest = json.loads((run / "mixtures" / label / "manifest.json").read_text())
-    return {
-        "status": status_t,
-        "counts": Timing(*json.loads(counts.stdout)),
-        "count": count_t,
-        "mixture": mixture_t,
-        "trajectories": int(count.splitlines()[1]),
-        "rows": table_rows(status),
+    files = list((run / "lake").rglob("*.parquet"))
+    return out | {
+        "trajectories": int(out["count_out"].splitlines()[1]),
+        "rows": table_rows(out["status_out"]),
         "samples": manifest["samples"],
-        "files": sum(1 for _ in (run / "lake").rglob("*.parquet")),
-        "bytes": sum(p.stat().st_size for p in (run / "lake").rglob("*.parquet")),
+        "files": len(files),
+        "bytes": sum(p.stat().st_size for p in files),
     }
 
 
