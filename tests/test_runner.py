@@ -148,7 +148,8 @@ def test_an_input_delivered_again_adds_no_raw_row(setup):
     raw = (
         lake.connect()
         .execute(
-            f"SELECT event_id, count(*) FROM read_parquet('{lake.root}/tasks/**/*.parquet') GROUP BY 1"
+            "SELECT event_id, count(*) FROM read_parquet(?) GROUP BY 1",
+            [f"{lake.root}/tasks/**/*.parquet"],
         )
         .fetchall()
     )
