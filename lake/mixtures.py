@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,10 +136,9 @@ def write_mixture(
     tmp.chmod(0o755)  # mkdtemp makes it private; a mixture is for sharing
     try:
         sql = mixture_sql(spec)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE mixture AS {sql}")
-        _export(con, tmp)
-        manifest = _manifest(con, spec, sql) | provenance
-        manifest["data_sha256"] = {name: _sha256(tmp / name) for name in (DATA_PARQUET, DATA_JSONL)}
+        con.execute(f"CREATE OR REPLACE TABLE mixture AS {sql}")  # not TEMP: see _export
+        digests = _export(con, tmp)
+        manifest = _manifest(con, spec, sql) | provenance | {"data_sha256": digests}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         from trajlake.lake.report import write_report  # matplotlib loads slowly
 
@@ -165,12 +165,22 @@ def _check_budget(con: duckdb.DuckDBPyConnection, budget: int) -> None:
         )
 
 
-def _export(con: duckdb.DuckDBPyConnection, out: Path) -> None:
-    """Parquet (zstd) and JSONL, in the mixture's order; the same rows give the same bytes."""
-    parquet = quote_literal(str(out / DATA_PARQUET))
-    jsonl = quote_literal(str(out / DATA_JSONL))
-    con.execute(f"COPY mixture TO {parquet} (FORMAT parquet, COMPRESSION zstd)")
-    con.execute(f"COPY mixture TO {jsonl} (FORMAT json)")
+def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, str]:
+    """Parquet (zstd) and JSONL, in the mixture's order (the same rows give the same bytes);
+    returns their sha256. DuckDB writes each on one thread, so both are written at once, each
+    on a cursor of its own (which sees the `mixture` table, a TEMP one it would not)."""
+    formats = {DATA_PARQUET: "FORMAT parquet, COMPRESSION zstd", DATA_JSONL: "FORMAT json"}
+
+    def write(name: str) -> str:
+        cursor = con.cursor()
+        try:
+            cursor.execute(f"COPY mixture TO {quote_literal(str(out / name))} ({formats[name]})")
+        finally:
+            cursor.close()
+        return _sha256(out / name)
+
+    with ThreadPoolExecutor(max_workers=len(formats)) as pool:
+        return dict(zip(formats, pool.map(write, formats), strict=True))
 
 
 def _sha256(path: Path) -> str:
