@@ -2,7 +2,7 @@
 
 Run as:
     python bench/lake_scale.py                             # 200,000 rollouts, 121 repos
-    python bench/lake_scale.py --rollouts 3000 --repos 12  # a quick look (~2 min)
+    python bench/lake_scale.py --rollouts 3000 --repos 12  # a quick look (~1 min)
 
 The lake (tasks, T1 and T2 rollouts, PRs, verdicts, samples) is written through `Lake.write`
 the way the stage runner writes it (bench/lake_scale_data.py) and cached under --workdir, so

@@ -43,7 +43,7 @@ from trajlake.schemas import TOPICS, table_name
 
 #: Row groups of at most 64 MB, so that the writer never holds a whole repository in memory.
 #: LZ4: a mixture build reads the text of every rollout (DuckDB cannot skip pages for a random
-#: eighth of the rows), and DuckDB decodes LZ4 about twice as fast as zstd (for ~40% more bytes).
+#: eighth of the rows), and DuckDB decodes LZ4 about twice as fast as zstd (for 20-40% more bytes).
 _COPY_OPTIONS = "(FORMAT parquet, COMPRESSION lz4_raw, ROW_GROUP_SIZE_BYTES '64MB')"
 
 
