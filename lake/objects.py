@@ -33,17 +33,20 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from trajlake.errors import LakeError
 from trajlake.lake.files import PARQUET_SUFFIX, repo_slug
 from trajlake.schemas import record_type, table_name
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 S3_SCHEME = "s3://"
 MANIFESTS = "_manifests"
@@ -139,6 +142,8 @@ class ObjectLake:
 
         Columns an older object lacks read as NULL, as ``union_by_name`` does for local files.
         """
+        import pyarrow.dataset as ds  # imports pandas (0.5 s): only lakes on S3 need it
+
         paths = self.data_paths(table_name(topic))
         if not paths:
             return None

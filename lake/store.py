@@ -16,14 +16,20 @@ from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from trajlake.errors import LakeError, SchemaError
 from trajlake.lake import views
 from trajlake.lake.compact import CompactReport, compact
-from trajlake.lake.files import PARQUET_SUFFIX, check_file_name, partition_dir, publish, temp_path
+from trajlake.lake.files import (
+    PARQUET_SUFFIX,
+    check_file_name,
+    has_files,
+    partition_dir,
+    publish,
+    temp_path,
+)
 from trajlake.lake.objects import ObjectLake, is_object_store
 from trajlake.schemas import TOPICS, Event, record_type, table_name
 from trajlake.schemas.base import describe
@@ -105,18 +111,33 @@ class Lake:
         return views.connect(self.root, topics)
 
     def counts(self) -> dict[str, int]:
-        """Rows per topic, as the (deduplicated) views show them: one statement over the
-        per-topic views only (binding views.sql would open every file once more)."""
-        con = self.connect(TOPICS)
-        try:
-            union = " UNION ALL ".join(
-                f"SELECT {i} AS i, count(*) FROM {views.quote_ident(table_name(topic))}"
-                for i, topic in enumerate(TOPICS)
-            )
-            rows = dict(con.execute(union).fetchall())
-        finally:
-            con.close()
-        return {topic: rows[i] for i, topic in enumerate(TOPICS)}
+        """Rows per topic, as the (deduplicated) views show them: a view shows one row per
+        event_id, so this counts distinct event_ids, in one statement over the per-topic views
+        only (binding views.sql would open every file once more). Tables without files are 0
+        without a view (an empty view costs 0.1 s to make)."""
+        present = [
+            t for t in TOPICS if self.objects is not None or has_files(self.root, table_name(t))
+        ]
+        rows: dict[int, int] = {}
+        if present:
+            con = self.connect(present) if self.objects is not None else duckdb.connect()
+            try:  # count(DISTINCT) reads one column and skips the views' window (0.6 s of 0.9)
+                union = " UNION ALL ".join(
+                    f"SELECT {i} AS i, count(DISTINCT event_id) FROM {self._raw(con, topic)}"
+                    for i, topic in enumerate(TOPICS)
+                    if topic in present
+                )
+                rows = dict(con.execute(union).fetchall())
+            finally:
+                con.close()
+        return {topic: rows.get(i, 0) for i, topic in enumerate(TOPICS)}
+
+    def _raw(self, con: duckdb.DuckDBPyConnection, topic: str) -> str:
+        """What a topic's view deduplicates: its files (local), or its view (object storage)."""
+        if self.objects is not None:
+            return views.quote_ident(table_name(topic))
+        glob = str(Path(self.root).resolve() / table_name(topic) / "**" / f"*{PARQUET_SUFFIX}")
+        return views.parquet_source([glob], schema=str(views.schema_file(topic)))
 
     def compact(self, tables: list[str] | None = None, min_files: int = 2) -> CompactReport:
         """Merge small files per partition; see ``trajlake.lake.compact.compact``."""
@@ -146,6 +167,8 @@ def events_table(topic: str, events: list[Event]) -> pa.Table:
 
 
 def split_by_repo(table: pa.Table, finals: dict[str, P]) -> Iterator[tuple[pa.Table, P]]:
+    import pyarrow.compute as pc  # 0.13 s to import: only writers pay it (not `trajlake status`)
+
     for repo, final in finals.items():
         yield table.filter(pc.equal(table.column("repo"), repo)), final
 

@@ -21,6 +21,18 @@ BUILTIN: dict[str, str] = {
     "filter": "trajlake.consumers.filter:make_stage",
 }
 
+#: What each built-in stage reads, known without building it: building rollout1 imports the
+#: agent, the OpenAI client and tree-sitter (~3 s), which `trajlake status` should not pay.
+#: tests/test_stages.py checks this table against the stages themselves.
+BUILTIN_INPUTS: dict[str, tuple[str, ...]] = {
+    "function_sampler": ("commits",),
+    "rollout1": ("tasks", "replay"),
+    "pr_writer": ("rollouts.t1",),
+    "rollout2": ("prs", "replay"),
+    "verifier": ("rollouts.t2",),
+    "filter": ("rollouts.t1", "rollouts.t2"),
+}
+
 
 def load_stage(ref: str, config: Config) -> Stage:
     """A built-in stage by name, or `module:attr` naming a Stage or a factory(config) -> Stage."""

@@ -193,15 +193,15 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     from trajlake.bus import open_bus
     from trajlake.lake import Lake
     from trajlake.pipeline import stage_lags
-    from trajlake.runner import subscriptions
+    from trajlake.runner import RETRY_TOPIC
     from trajlake.schemas import table_name
-    from trajlake.stages import BUILTIN, load_stage
+    from trajlake.stages import BUILTIN_INPUTS
 
     bus = open_bus(config.bus)
     try:
         known = bus.list_topics()
-        loaded = [load_stage(name, config) for name in BUILTIN]
-        stages = {s.name: tuple(subscriptions(s, bus)) for s in loaded}
+        retry = (RETRY_TOPIC,) if RETRY_TOPIC in known else ()
+        stages = {name: (*inputs, *retry) for name, inputs in BUILTIN_INPUTS.items()}
         stages = {n: i for n, i in stages.items() if all(t in known for t in i)}
         print(f"{'stage':<18}{'lag':>8}   inputs")
         for status in stage_lags(bus, stages):
