@@ -32,6 +32,12 @@ T = TypeVar("T")
 
 CLIENT_ID = "trajlake"
 HIGHWATER_TIMEOUT_S = 10.0  # bound on reading high watermarks for end_offsets
+#: kafka-python 3.0 drops a group join that completes between two polls and sends another
+#: (see dpkp/kafka-python#2855): a member polled with short timeouts whose join takes longer
+#: (a loaded machine; Tansu holds each join 3 s) can rejoin forever without partitions. So a
+#: member that is joining its group polls at least this long, which lets the join complete
+#: inside a poll (the Java client, too, polls long while it has nothing to fetch).
+JOINING_POLL_S = 5.0
 # What a commit raises when the group rebalanced under it.
 REBALANCED = (
     kafka_errors.CommitFailedError,
@@ -228,6 +234,8 @@ class KafkaBusConsumer:
         self._consumer.subscribe(topics, listener=_OnAssign(self._on_assigned))
 
     def poll(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Message]:
+        if self._joining():
+            timeout_s = max(timeout_s, JOINING_POLL_S)
         try:
             batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except kafka_errors.KafkaError as e:
@@ -264,6 +272,13 @@ class KafkaBusConsumer:
 
     def assignment(self) -> set[TopicPartition]:
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def _joining(self) -> bool:
+        """No partitions yet, or the group is rebalancing (the coordinator is kafka-python's
+        own; it has no public handle)."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        rejoin = coordinator is not None and coordinator.need_rejoin()
+        return rejoin or not self._consumer.assignment()
 
     def seek_to_beginning(self) -> None:
         """Rewind the owned partitions; before the group gave any, rewind the first it gives."""
