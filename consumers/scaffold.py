@@ -46,12 +46,12 @@ def render_observation(
     """A tool result as the model sees it; long output keeps its head and tail."""
     spec = scaffold.observation
     limit = spec.max_chars if limit_chars is None else limit_chars
+    if not output and spec.empty_output:
+        return spec.empty_output
     if len(output) > limit:
         half = limit // 2
         note = spec.truncated.format(cut=len(output) - 2 * half)
         output = f"{output[:half]}\n{note}\n{output[-half:]}"
-    elif not output:
-        output = spec.empty_output
     if error:
         output = spec.error.format(output=output)
     return spec.template.format(returncode=returncode or 0, output=output)

@@ -46,6 +46,7 @@ _PLACEHOLDERS: dict[str, set[str]] = {
     "error": {"output"},
     "timeout": {"timeout"},
     "truncated": {"cut"},
+    "review_on_submit": {"diff"},
 }
 
 
@@ -118,7 +119,11 @@ class ObservationSpec(_Frozen):
         description="the tool message: {output} (the tool's output, after the notes below) "
         "and {returncode} (a command's exit status; 0 for tools that have none)"
     )
-    empty_output: str = Field("", description="the output shown when a tool printed nothing")
+    empty_output: str = Field(
+        "",
+        description="the whole tool message when a tool printed nothing (SWE-agent's "
+        "no-output note); empty: the template with empty output",
+    )
     error: str = Field(
         "{output}", description="how a failed call's output is shown ({output}: its message)"
     )
@@ -158,8 +163,14 @@ class EpisodeEnd(_Frozen):
     review_on_submit: str = Field(
         "",
         description="shown once, in place of ending, at the first submit (a review step such "
-        "as SWE-agent's review_on_submit); the next submit ends the episode. Empty: none",
+        "as SWE-agent's review_on_submit; {diff}: the patch so far); the next submit ends the "
+        "episode. Empty: none",
     )
+
+    @field_validator("review_on_submit")
+    @classmethod
+    def _placeholders(cls, value: str, info: ValidationInfo) -> str:
+        return _check_fields(value, _PLACEHOLDERS[info.field_name])
 
 
 class Scaffold(_Frozen):
@@ -180,6 +191,12 @@ class Scaffold(_Frozen):
         "({error}: what was wrong)"
     )
     episode_end: EpisodeEnd = Field(description="what ends the episode")
+    tool_calls_per_turn: int = Field(
+        0,
+        ge=0,
+        description="the most tool calls one reply may make (SWE-agent: 1); more is a format "
+        "error. 0: any number, run in order",
+    )
 
     @field_validator("system_prompt", "task_template", "format_error")
     @classmethod
@@ -225,6 +242,7 @@ HISTORICAL: dict[str, Any] = {
     "episode_end.marker": "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT",
     "episode_end.review_on_submit": "",
     "tools.implementation": None,  # every tool run by the built-in tool of its own name
+    "tool_calls_per_turn": 0,
 }
 
 
@@ -237,6 +255,7 @@ def _later_fields(scaffold: Scaffold) -> dict[str, Any]:
         for key, value in data[section].items()
         if key != "template"
     }
+    values["tool_calls_per_turn"] = data["tool_calls_per_turn"]
     if any(tool.runs_with() != tool.name for tool in scaffold.tools):
         values["tools.implementation"] = [tool.runs_with() for tool in scaffold.tools]
     else:
