@@ -1,9 +1,11 @@
 """The rollout agent: mini-swe-agent's loop, driven by trajlake's teacher, acting in a sandbox.
 
 mini-swe-agent supplies the loop (`DefaultAgent`: step limit, wall-clock limit, format-error
-handling, the trajectory saved after every step) and the tool-call parsing; this module
-supplies its two plug points: `TeacherModel` (the OpenAI-compatible teacher with token
-accounting) and `SandboxEnvironment` (commands run in the rollout's sandbox). `run_agent` adds
+handling, the trajectory saved after every step); this module supplies its two plug points:
+`TeacherModel` (the OpenAI-compatible teacher with token accounting, offering the scaffold's
+tools) and `SandboxEnvironment` (each call run by the scaffold's built-in tool in the rollout's
+sandbox, see agent_actions.py). The scaffold (consumers/scaffolds/) decides every text the
+model sees. `run_agent` adds
 a watchdog: a rollout that makes no progress for `agent.no_progress_s` is abandoned and started
 again on a fresh sandbox, a bounded number of times.
 """
@@ -20,7 +22,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from trajlake.config import AgentConfig
-from trajlake.consumers import scaffold
+from trajlake.consumers.scaffold import render_system, render_task
+from trajlake.consumers.scaffold_spec import Scaffold
 from trajlake.errors import ConfigError, TrajlakeError
 from trajlake.sandbox import Sandbox
 from trajlake.teacher.client import Teacher
@@ -29,12 +32,12 @@ from trajlake.teacher.client import Teacher
 os.environ.setdefault("MSWEA_SILENT_STARTUP", "1")
 try:
     from minisweagent.agents.default import DefaultAgent
-    from minisweagent.exceptions import FormatError, LimitsExceeded, Submitted
-    from minisweagent.models.utils.actions_toolcall import parse_toolcall_actions
+    from minisweagent.exceptions import FormatError, LimitsExceeded
 except ImportError as e:  # the rollout stages need the `agent` extra
     raise ConfigError(
         f"the rollout stages need mini-swe-agent ({e}): pip install -e '.[agent]'"
     ) from None
+from trajlake.consumers.agent_actions import Actions, malformed, parse_actions  # noqa: E402
 
 
 @dataclass
@@ -74,10 +77,19 @@ def _exit(status: str, content: str = "") -> dict[str, Any]:
 class TeacherModel:
     """mini-swe-agent's Model protocol over trajlake's `Teacher` (tool calling)."""
 
-    def __init__(self, teacher: Teacher, config: AgentConfig, progress: _Progress):
+    def __init__(
+        self,
+        teacher: Teacher,
+        config: AgentConfig,
+        progress: _Progress,
+        scaffold: Scaffold,
+        actions: Actions,
+    ):
         self.teacher = teacher
         self.config = config
         self.progress = progress
+        self.scaffold = scaffold
+        self.actions = actions
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.cost_usd = 0.0
@@ -86,18 +98,18 @@ class TeacherModel:
         self.progress.tick()
         if self.prompt_tokens + self.completion_tokens >= self.config.token_limit:
             raise LimitsExceeded(_exit("LimitsExceeded", "token limit"))
-        reply = self.teacher.chat(_for_api(messages), tools=scaffold.TOOLS, purpose="agent")
+        tools = self.scaffold.tool_schemas()
+        reply = self.teacher.chat(_for_api(messages), tools=tools, purpose="agent")
         self.progress.tick()
         self.prompt_tokens += reply.prompt_tokens
         self.completion_tokens += reply.completion_tokens
         self.cost_usd += reply.cost_usd
         message = dict(reply.message)
         extra = {"cost": reply.cost_usd}
-        if reply.format_error:
-            raise FormatError(_without_calls(message, extra), _format_error(reply.format_error))
         try:
-            calls = [_as_object(c) for c in message.get("tool_calls") or []]
-            actions = parse_toolcall_actions(calls, format_error_template="{{ error }}")
+            if reply.format_error:  # the client could not read the reply's calls
+                raise malformed(self.scaffold, reply.format_error)
+            actions = parse_actions(self.scaffold, message.get("tool_calls") or [])
         except FormatError as e:
             raise FormatError(_without_calls(message, extra), *e.messages) from None
         return {**message, "extra": {**extra, "actions": actions}}
@@ -112,9 +124,7 @@ class TeacherModel:
             {
                 "role": "tool",
                 "tool_call_id": action["tool_call_id"],
-                "content": scaffold.observation(
-                    out["output"], out["returncode"], self.config.output_chars
-                ),
+                "content": self.actions.observe(out, self.config.output_chars),
             }
             for action, out in zip(message["extra"]["actions"], outputs, strict=False)
         ]
@@ -130,22 +140,17 @@ class TeacherModel:
 class SandboxEnvironment:
     """mini-swe-agent's Environment protocol over a trajlake `Sandbox`."""
 
-    def __init__(self, sandbox: Sandbox, progress: _Progress):
+    def __init__(self, sandbox: Sandbox, progress: _Progress, actions: Actions):
         self.sandbox = sandbox
         self.progress = progress
+        self.actions = actions
         self.config = SimpleNamespace(kind=sandbox.kind)
 
     def execute(self, action: dict, cwd: str = "", **kwargs: Any) -> dict[str, Any]:
         self.progress.tick()
-        result = self.sandbox.run(action["command"])
+        output = self.actions.execute(action)  # raises Submitted when the episode ends
         self.progress.tick()
-        output = result.output
-        if result.timed_out:
-            output += "\n" + scaffold.TIMEOUT_NOTE.format(timeout=result.duration_s)
-        first = output.lstrip().splitlines()[:1]
-        if first == [scaffold.SUBMIT_MARKER] and result.returncode == 0:
-            raise Submitted(_exit("Submitted"))
-        return {"output": output, "returncode": result.returncode, "exception_info": ""}
+        return output | {"exception_info": ""}
 
     def get_template_vars(self, **kwargs: Any) -> dict[str, Any]:
         return {}
@@ -159,6 +164,7 @@ def run_agent(
     open_sandbox: Callable[[], Sandbox],
     request: str,
     config: AgentConfig,
+    scaffold: Scaffold,
     trajectory_file: Path | None = None,
     on_sandbox_done: Callable[[Sandbox, AgentResult], None] | None = None,
 ) -> AgentResult:
@@ -169,7 +175,14 @@ def run_agent(
     for restart in range(config.max_requeues + 1):
         result = _watched(
             lambda progress: _attempt(
-                teacher, open_sandbox, request, config, progress, trajectory_file, on_sandbox_done
+                teacher,
+                open_sandbox,
+                request,
+                config,
+                scaffold,
+                progress,
+                trajectory_file,
+                on_sandbox_done,
             ),
             config.no_progress_s,
         )
@@ -210,17 +223,19 @@ def _attempt(
     open_sandbox: Callable[[], Sandbox],
     request: str,
     config: AgentConfig,
+    scaffold: Scaffold,
     progress: _Progress,
     trajectory_file: Path | None,
     on_sandbox_done: Callable[[Sandbox, AgentResult], None] | None,
 ) -> AgentResult:
     start = time.monotonic()
     with open_sandbox() as sandbox:
-        model = TeacherModel(teacher, config, progress)
+        actions = Actions(scaffold, sandbox)
+        model = TeacherModel(teacher, config, progress, scaffold, actions)
         agent = DefaultAgent(
             model,
-            SandboxEnvironment(sandbox, progress),
-            system_template=scaffold.system_prompt(),
+            SandboxEnvironment(sandbox, progress, actions),
+            system_template="{{system}}",  # rendered here: a scaffold's text is not Jinja
             instance_template="{{task}}",
             step_limit=config.step_limit,
             cost_limit=0,
@@ -229,7 +244,8 @@ def _attempt(
         )
         error = ""
         try:
-            exit_status = agent.run(scaffold.task_prompt(request)).get("exit_status", "")
+            task = render_task(scaffold, request)
+            exit_status = agent.run(task, system=render_system(scaffold)).get("exit_status", "")
         except (TrajlakeError, _Abandoned) as e:  # the agent already recorded an exit message
             exit_status, error = type(e).__name__, str(e)
         result = AgentResult(
@@ -267,21 +283,3 @@ def _for_api(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _without_calls(message: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """A malformed reply kept in the trajectory as text (its calls cannot be answered)."""
     return {k: v for k, v in message.items() if k != "tool_calls"} | {"extra": extra}
-
-
-def _format_error(error: str) -> dict[str, Any]:
-    return {
-        "role": "user",
-        "content": scaffold.format_error(error),
-        "extra": {"interrupt_type": "FormatError"},
-    }
-
-
-def _as_object(call: dict[str, Any]) -> SimpleNamespace:
-    function = call.get("function") or {}
-    return SimpleNamespace(
-        id=call.get("id", ""),
-        function=SimpleNamespace(
-            name=function.get("name", ""), arguments=function.get("arguments", "")
-        ),
-    )

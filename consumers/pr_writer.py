@@ -1,10 +1,11 @@
 """PR writer stage: rollouts.t1 → prs (SVG step 3).
 
-The teacher turns rollout 1 (its request, the commands it ran to reproduce the problem, its
-patch) into a pull-request description written in the style and length of a demonstration
-PR, without giving away the fix. Demonstrations come from `pr_writer.demos` (JSONL of
-{id, title, body}), else from the repository's own history (commit messages with a body),
-else from the defaults shipped here. The `prs` event carries P1 for rollout 2 and the verifier.
+The teacher turns rollout 1 (its request, the commands it ran and the files it viewed while
+reproducing the problem, whatever the tools of its scaffold, and its patch) into a pull-request
+description written in the style and length of a demonstration PR, without giving away the fix.
+Demonstrations come from `pr_writer.demos` (JSONL of {id, title, body}), else from the
+repository's own history (commit messages with a body), else from the defaults shipped here.
+The `prs` event carries P1 for rollout 2 and the verifier.
 """
 
 from __future__ import annotations
@@ -112,17 +113,37 @@ def history_demos(repo_dir: Path, commit: str, limit: int = 200) -> tuple[Demo, 
 
 
 def commands_run(messages_json: str) -> list[str]:
-    """The bash commands rollout 1 ran, in order (its reproduction steps among them)."""
+    """What rollout 1 ran to investigate, in order, whatever its scaffold's tools: each bash
+    command, and each file viewed with an editor tool (`str_replace_editor view PATH`). Edits
+    are left out (they are the fix, which the patch shows), and so is what ends the episode
+    (the submit tool, `echo MARKER`)."""
     commands = []
     for message in json.loads(messages_json):
         for call in message.get("tool_calls") or []:
-            try:
-                command = json.loads(call["function"]["arguments"]).get("command", "")
-            except (json.JSONDecodeError, KeyError, AttributeError):
-                continue
-            if command and command.strip() != f"echo {scaffold.SUBMIT_MARKER}":
-                commands.append(command)
+            if line := _investigation(call):
+                commands.append(line)
     return commands[:MAX_COMMANDS]
+
+
+def _investigation(call: dict) -> str:
+    """One tool call as a command line, or "" when it is not investigation."""
+    try:
+        name = call["function"]["name"]
+        arguments = json.loads(call["function"]["arguments"])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return ""
+    if not isinstance(arguments, dict):
+        return ""
+    command = arguments.get("command")
+    if not isinstance(command, str) or not command.strip():
+        return ""
+    if "path" not in arguments:  # a shell command
+        return "" if command.strip() == f"echo {scaffold.SUBMIT_MARKER}" else command
+    if command != "view":
+        return ""
+    shown = arguments.get("view_range")
+    lines = f" --view_range {' '.join(map(str, shown))}" if isinstance(shown, list) else ""
+    return f"{name} view {arguments['path']}{lines}"
 
 
 def without_fix(text: str, patch: str) -> str:
@@ -166,7 +187,9 @@ class PrWriter:
             patch=event.patch,
         )
         # a replayed generation keeps its own teacher
-        teacher = teacher_for(event.teacher_spec, self.config.teacher, scaffold.scaffold_id())
+        teacher = teacher_for(
+            event.teacher_spec, self.config.teacher, event.scaffold_id or scaffold.scaffold_id()
+        )
         reply = teacher.chat([{"role": "user", "content": prompt}], purpose="pr_writer")
         return [
             PrEvent(

@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from trajlake.config import Config
-from trajlake.consumers import scaffold
 from trajlake.consumers.agent import AgentResult, run_agent
 from trajlake.consumers.function_sampler import redraw
+from trajlake.consumers.scaffold_spec import Scaffold, load_scaffold
 from trajlake.lake import Lake
 from trajlake.repos import local_git_dir
 from trajlake.sandbox import Sandbox, open_sandbox
@@ -60,14 +60,15 @@ class Rollouts:
     """What a rollout stage keeps between records: teacher, ids, and the patches seen."""
 
     config: Config
+    scaffold: Scaffold
     teacher: Teacher
     patches: PatchRegistry
 
     @classmethod
     def create(cls, config: Config) -> Rollouts:
-        scaffold.for_agent(config.agent.scaffold)  # one the agent cannot run fails here
-        teacher = shared_teacher(config.teacher, scaffold.scaffold_id())
-        return cls(config, teacher, PatchRegistry(Lake(config.lake.root)))
+        chosen = load_scaffold(config.agent.scaffold)  # a bad scaffold file fails here
+        teacher = shared_teacher(config.teacher, chosen.id())
+        return cls(config, chosen, teacher, PatchRegistry(Lake(config.lake.root)))
 
     def for_event(self, event: Event) -> Rollouts:
         """The context for one record: its replayed teacher if it carries one (teacher_spec)."""
@@ -75,7 +76,7 @@ class Rollouts:
             return self
         return replace(
             self,
-            teacher=teacher_for(event.teacher_spec, self.config.teacher, scaffold.scaffold_id()),
+            teacher=teacher_for(event.teacher_spec, self.config.teacher, self.scaffold.id()),
         )
 
     def run(self, event: Event, rollout_id: str, request: str) -> tuple[AgentResult, str, str]:
@@ -92,6 +93,7 @@ class Rollouts:
             lambda: open_sandbox(self.config.sandbox, repo_dir, event.commit),
             request,
             self.config.agent,
+            self.scaffold,
             trajectory_file=trajectory,
             on_sandbox_done=keep_patch,
         )
@@ -125,13 +127,13 @@ class Rollouts:
             | {
                 "teacher_id": self.teacher.teacher_id,
                 "config_hash": self.config.hash(),
-                "scaffold_id": scaffold.scaffold_id(),
+                "scaffold_id": self.scaffold.id(),
             },
             rollout=rollout,
             attempt=attempt,
             request=request,
             messages_json=json.dumps(result.messages),
-            tools_json=json.dumps(scaffold.TOOLS),
+            tools_json=json.dumps(self.scaffold.tool_schemas()),
             patch=patch,
             patch_hash=patch_hash(patch),
             exit_status=result.exit_status,

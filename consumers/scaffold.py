@@ -4,14 +4,13 @@ Rollouts and training data must agree on these byte for byte (a student trained 
 and served with another loses accuracy), so they live in one place, a scaffold (data:
 consumers/scaffolds/*.yaml, see scaffold_spec.py), and its hash is the scaffold id recorded on
 every rollout. The functions taking a `Scaffold` render any scaffold; the module-level names
-(`system_prompt()`, `TOOLS`, `SUBMIT_MARKER`, ...) are the built-in mini-bash scaffold's, the one
-the rollout agent runs today.
+(`system_prompt()`, `TOOLS`, `SUBMIT_MARKER`, ...) are the built-in mini-bash scaffold's, the
+default (`agent.scaffold`).
 """
 
 from __future__ import annotations
 
 from trajlake.consumers.scaffold_spec import Scaffold, load_scaffold
-from trajlake.errors import ConfigError
 
 DEFAULT = "mini-bash"
 MINI_BASH: Scaffold = load_scaffold(DEFAULT)
@@ -82,20 +81,3 @@ def format_error(error: str) -> str:
 def scaffold_id() -> str:
     """Changes whenever anything the model sees changes."""
     return MINI_BASH.id()
-
-
-def for_agent(name_or_path: str) -> Scaffold:
-    """The scaffold `agent.scaffold` names, if the rollout agent can run it; ConfigError if not.
-
-    The agent runs one scaffold so far, mini-bash (one bash tool, ended by a marker): a
-    scaffold with other tools, or with another id, needs the multi-tool agent (issue 12).
-    """
-    chosen = load_scaffold(name_or_path)
-    if chosen.id() != MINI_BASH.id():
-        raise ConfigError(
-            f"agent.scaffold={name_or_path} (id {chosen.id()}): the rollout agent runs only "
-            f"the built-in {DEFAULT} scaffold ({MINI_BASH.id()}) so far; other tools, prompts "
-            f"and observation formats come with the multi-tool agent. Use "
-            f"agent.scaffold={DEFAULT}"
-        )
-    return chosen

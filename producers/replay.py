@@ -2,7 +2,9 @@
 
 Each selected record becomes a `replay` event carrying the record as it was and the new
 teacher's config (no secrets: the API key stays an environment variable's name). The rollout
-stages run it with that teacher; outputs are keyed by the recorded input and the teacher id, so
+stages run it with that teacher, in the scaffold they are configured with (`agent.scaffold`:
+replay into a new scaffold by running them and `trajlake replay` with the same setting).
+Outputs are keyed by the recorded input and the teacher id (which names the scaffold too), so
 old and new generations sit side by side, and replaying the same selection again adds nothing.
 """
 
@@ -10,7 +12,8 @@ from __future__ import annotations
 
 from trajlake.bus import Producer
 from trajlake.config import BusConfig, TeacherConfig
-from trajlake.consumers.scaffold import scaffold_id
+from trajlake.consumers.scaffold import DEFAULT
+from trajlake.consumers.scaffold_spec import load_scaffold
 from trajlake.delivery import write_and_send
 from trajlake.errors import LakeError
 from trajlake.lake import Lake
@@ -29,9 +32,13 @@ def select(lake: Lake, source: str, where: str | None, limit: int | None) -> lis
     return events[:limit] if limit else events
 
 
-def replay_events(events: list[Event], source: str, teacher: TeacherConfig) -> list[ReplayEvent]:
+def replay_events(
+    events: list[Event], source: str, teacher: TeacherConfig, scaffold: str = DEFAULT
+) -> list[ReplayEvent]:
+    """Replay events for `teacher` in `scaffold` (a built-in name or file: the one the rollout
+    stages run with, `agent.scaffold`; a new scaffold is a new generation, like a new teacher)."""
     spec = teacher.model_dump_json()
-    tid = teacher_id(teacher, scaffold_id())
+    tid = teacher_id(teacher, load_scaffold(scaffold).id())
     return [
         ReplayEvent(
             event_id=make_event_id(event.event_id, "replay", tid),

@@ -33,7 +33,7 @@ def test_mini_bash_keeps_its_historical_id(tmp_path: Path) -> None:
     assert scaffold.scaffold_id() == MINI_BASH_ID
     demo = demo_config(tmp_path, "http://127.0.0.1:1/v1", [])
     assert demo.agent.scaffold == "mini-bash"
-    assert scaffold.for_agent(demo.agent.scaffold).id() == MINI_BASH_ID
+    assert load_scaffold(demo.agent.scaffold).id() == MINI_BASH_ID
 
 
 def test_mini_bash_renders_what_the_agent_always_sent() -> None:
@@ -159,10 +159,10 @@ def test_an_unknown_name_says_what_exists(capsys: pytest.CaptureFixture[str]) ->
     assert rc == 2 and "mini-bash" in err and "trajlake scaffold example" in err
 
 
-def test_the_rollout_stage_refuses_a_scaffold_the_agent_cannot_run(tmp_path: Path) -> None:
+def test_the_rollout_stage_refuses_a_bad_scaffold_file_before_it_runs(tmp_path: Path) -> None:
     assert load_config(None, []).agent.scaffold == "mini-bash"
     path = tmp_path / "mine.yaml"
-    path.write_text(EXAMPLE.replace("Think before", "Think hard before"))
+    path.write_text(EXAMPLE.replace("implementation: bash", "implementation: python"))
     config = load_config(None, [f"agent.scaffold={path}", f"lake.root={tmp_path / 'lake'}"])
-    with pytest.raises(ConfigError, match="runs only the built-in mini-bash scaffold"):
+    with pytest.raises(ConfigError, match="tools.0: .*implementation 'python' is not a built-in"):
         make_rollout1(config)

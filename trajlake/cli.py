@@ -153,7 +153,7 @@ def _add_repo_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(hoist_overrides(sys.argv[1:] if argv is None else argv))
     try:
         if not getattr(args, "needs_config", True):  # builds its own (demo, teacher-double)
             return args.func(args, args.overrides) or 0
@@ -162,6 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     except TrajlakeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def hoist_overrides(argv: list[str]) -> list[str]:
+    """`--set KEY=VALUE` is accepted anywhere (`trajlake demo --set agent.scaffold=swe-agent`):
+    moved before the command, where the parser takes it."""
+    front, rest, i = [], [], 0
+    while i < len(argv):
+        if argv[i] == "--set" and i + 1 < len(argv):
+            front += argv[i : i + 2]
+            i += 2
+            continue
+        (front if argv[i].startswith("--set=") else rest).append(argv[i])
+        i += 1
+    return front + rest
 
 
 def cmd_topics_create(args: argparse.Namespace, config: Config) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 from trajlake import preflight
 from trajlake.bus import open_bus
 from trajlake.config import Config, load_config
+from trajlake.consumers.scaffold_spec import Scaffold, load_scaffold
 from trajlake.lake import Lake
 from trajlake.pipeline import StageStatus, run_pipeline
 from trajlake.producers.commits import watch
@@ -182,6 +183,13 @@ def demo_config(workdir: Path, teacher_url: str, overrides: list[str]) -> Config
     )
 
 
+def demo_script_for(scaffold: Scaffold) -> Path:
+    """The teacher double's script for a scaffold: the one for SWE-agent's tools when it has
+    them (`str_replace_editor` and `submit`), else the bash-only one."""
+    swe_agent = {"str_replace_editor", "submit"} <= {tool.name for tool in scaffold.tools}
+    return demo_script_path("demo-swe-agent" if swe_agent else "demo")
+
+
 def ensure_tokenizer(repo: Path, out_dir: Path) -> None:
     """A student tokenizer trained on the sample repository (no download possible or needed)."""
     if (out_dir / "tokenizer.json").exists():
@@ -198,7 +206,8 @@ def run_demo(
     """The demo, once its sandbox and teacher are known to work (`trajlake.preflight`): a
     failed check raises before anything is written to the workdir's bus or lake."""
     workdir = workdir.resolve()
-    with serve(demo_script_path()) as double:
+    scaffold = load_scaffold(demo_config(workdir, "http://unused", list(overrides)).agent.scaffold)
+    with serve(demo_script_for(scaffold)) as double:
         config = demo_config(workdir, double.url, list(overrides))
         notes = preflight.check(config, BUILTIN)  # the teacher: the double just started
         repo = build_sample_repo(workdir / "sample-repo")

@@ -60,7 +60,8 @@ def cmd_replay(args: argparse.Namespace, config: Config) -> int:
 
     teacher = load_teacher(args.teacher)
     lake = Lake(config.lake.root)
-    events = replay_events(select(lake, args.source, args.where, args.limit), args.source, teacher)
+    chosen = select(lake, args.source, args.where, args.limit)
+    events = replay_events(chosen, args.source, teacher, config.agent.scaffold)
     tid = events[0].teacher_id if events else "-"
     print(f"{len(events)} {args.source} to replay with teacher {tid}")
     if args.dry_run or not events:

@@ -60,9 +60,10 @@ from trajlake.teacher.script import Match, Script, find_session, load_script, me
 UNMATCHED = "<unmatched>"
 
 
-def demo_script_path() -> Path:
-    """The default script shipped with trajlake (an agent, a self-evaluation, a PR writer)."""
-    return Path(str(files("trajlake.teacher") / "scripts" / "demo.yaml"))
+def demo_script_path(name: str = "demo") -> Path:
+    """A script shipped with trajlake (an agent, a self-evaluation, a PR writer): `demo` for
+    the bash-only mini-bash scaffold, `demo-swe-agent` for SWE-agent's tools."""
+    return Path(str(files("trajlake.teacher") / "scripts" / f"{name}.yaml"))
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ class ToolResult:
         submitted: the call ends the episode (`submit`); `output` is then the patch.
         returncode: the exit status of a shell command (`bash`); None for the other tools.
         timed_out: the command was killed at the sandbox's time limit.
+        duration_s: how long a shell command ran (0 for the other tools).
     """
 
     output: str
@@ -32,6 +33,7 @@ class ToolResult:
     submitted: bool = False
     returncode: int | None = None
     timed_out: bool = False
+    duration_s: float = 0.0
 
 
 #: A built-in tool: runs one call's (already JSON-decoded) arguments in the rollout's sandbox.

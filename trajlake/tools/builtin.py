@@ -31,6 +31,7 @@ def bash(sandbox: Sandbox, arguments: Mapping[str, Any]) -> ToolResult:
         error=result.returncode != 0 or result.timed_out,
         returncode=result.returncode,
         timed_out=result.timed_out,
+        duration_s=result.duration_s,
     )
 
 

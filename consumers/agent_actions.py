@@ -1,0 +1,121 @@
+"""A scaffold's tool calls: parsed from the teacher's reply, run in the sandbox, written back.
+
+`parse_actions` turns a reply's tool calls into actions, or raises mini-swe-agent's
+`FormatError` with the scaffold's format-error reply; `Actions.execute` runs one action with
+the built-in tool the scaffold names (trajlake.tools), ends the episode on a submit or the
+marker, and returns the output the model reads after `render_observation`.
+
+For the bash-only mini-bash scaffold the error wording is mini-swe-agent's, so its rollouts read
+exactly as they did when mini-swe-agent parsed them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from minisweagent.exceptions import FormatError, Submitted  # agent.py says how to install it
+
+from trajlake.consumers.scaffold import render_format_error, render_observation
+from trajlake.consumers.scaffold_spec import Scaffold
+from trajlake.sandbox import Sandbox
+from trajlake.tools import run_tool
+
+NO_CALLS = (  # mini-swe-agent's words
+    "No tool calls found in the response. Every response MUST include at least one tool call."
+)
+
+
+def parse_actions(scaffold: Scaffold, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One action per tool call: {tool, runs_with, arguments, tool_call_id}; FormatError (with
+    the scaffold's reply) for no call, too many calls, unknown tools or bad arguments."""
+    if not calls:
+        raise malformed(scaffold, NO_CALLS)
+    limit = scaffold.tool_calls_per_turn
+    if limit and len(calls) > limit:
+        raise malformed(
+            scaffold,
+            f"Your reply made {len(calls)} tool calls; make exactly {limit} per reply.",
+        )
+    tools = {tool.name: tool for tool in scaffold.tools}
+    actions = []
+    for call in calls:
+        function = call.get("function") or {}
+        name = function.get("name", "")
+        problem, arguments = "", {}
+        try:
+            arguments = json.loads(function.get("arguments") or "{}")
+        except ValueError as e:
+            problem = f"Error parsing tool call arguments: {e}."
+        if name not in tools:
+            problem += f"Unknown tool '{name}'."
+        elif not isinstance(arguments, dict):
+            problem += f"The arguments of {name} must be a JSON object."
+        else:
+            required = tools[name].function["parameters"].get("required", [])
+            for key in [k for k in required if k not in arguments][:1]:
+                problem += f"Missing '{key}' argument in {name} tool call."
+        if problem:
+            raise malformed(scaffold, problem.strip())
+        actions.append(
+            {
+                "tool": name,
+                "runs_with": tools[name].runs_with(),
+                "arguments": arguments,
+                "tool_call_id": call.get("id", ""),
+            }
+        )
+    return actions
+
+
+def malformed(scaffold: Scaffold, error: str) -> Exception:
+    """The FormatError whose message is the scaffold's reply to a malformed call."""
+    message = {
+        "role": "user",
+        "content": render_format_error(scaffold, error),
+        "extra": {"interrupt_type": "FormatError"},
+    }
+    return FormatError(message)
+
+
+@dataclass
+class Actions:
+    """Runs one episode's actions in its sandbox; remembers whether the review was shown."""
+
+    scaffold: Scaffold
+    sandbox: Sandbox
+    reviewed: bool = False
+
+    def execute(self, action: dict[str, Any]) -> dict[str, Any]:
+        """Run `action`: {output, returncode, error}; raises Submitted when the episode ends."""
+        result = run_tool(action["runs_with"], self.sandbox, action["arguments"])
+        end = self.scaffold.episode_end
+        if result.submitted:
+            if end.review_on_submit and not self.reviewed:
+                self.reviewed = True  # shown once; the next submit ends the episode
+                review = end.review_on_submit.format(diff=result.output)
+                return {"output": review, "returncode": 0, "error": False}
+            raise Submitted(_exit("Submitted"))
+        output = result.output
+        if result.timed_out:
+            output += "\n" + self.scaffold.observation.timeout.format(timeout=result.duration_s)
+        first = output.lstrip().splitlines()[:1]
+        if end.marker and first == [end.marker] and result.returncode == 0:
+            raise Submitted(_exit("Submitted"))
+        return {"output": output, "returncode": result.returncode, "error": result.error}
+
+    def observe(self, output: dict[str, Any], limit_chars: int | None) -> str:
+        """The tool message the model reads for one action's output."""
+        return render_observation(
+            self.scaffold,
+            output["output"],
+            output["returncode"],
+            limit_chars,
+            error=output["error"] and output["returncode"] is None,
+        )
+
+
+def _exit(status: str) -> dict[str, Any]:
+    return {"role": "exit", "content": "", "extra": {"exit_status": status, "submission": ""}}
+
