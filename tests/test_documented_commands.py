@@ -35,7 +35,7 @@ from doc_helpers import (
 )
 from helpers import git_repo
 
-from trajlake.cli import build_parser
+from trajlake.cli import build_parser, hoist_overrides
 from trajlake.demo import DEMO_MIXTURE, demo_config
 from trajlake.lake import Lake
 from trajlake.teacher.double import demo_script_path
@@ -147,7 +147,7 @@ def parse_error(argv: list[str]) -> str | None:
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            build_parser().parse_args(argv)
+            build_parser().parse_args(hoist_overrides(argv))
     except SystemExit:
         return (err.getvalue().strip().splitlines() or ["(no message)"])[-1]
     return None

@@ -15,12 +15,14 @@ template, tools and the built-in tool that runs each, how tool results are writt
 to a malformed call, what ends the episode. Rollouts record its id; a student is best served
 in the scaffold its training data was generated in.
 
-  trajlake scaffold show mini-bash     the built-in scaffold the agent runs, with its id
+  trajlake scaffold show mini-bash     the default: mini-swe-agent with one bash tool
+  trajlake scaffold show swe-agent     SWE-agent's function-calling tools and conventions
   trajlake scaffold example            a scaffold with every field documented: save it to a
                                        file, edit it, and check it with `scaffold show` and
                                        the file's path (a bad field is named with its problem)
 
-Choose one with `--set agent.scaffold=NAME_OR_FILE` (default: mini-bash).
+Choose one with `--set agent.scaffold=NAME_OR_FILE` (default: mini-bash); the demo runs in
+any: `trajlake demo --workdir swe-demo --set agent.scaffold=swe-agent`.
 """
 
 
