@@ -21,7 +21,7 @@ from trajlake.sandbox import Sandbox, open_sandbox
 from trajlake.tools import ToolError, ToolResult, run_tool
 from trajlake.tools.builtin import THOUGHT_LOGGED
 
-pytestmark = [pytest.mark.tools, pytest.mark.sandbox]
+pytestmark = [pytest.mark.tools, pytest.mark.sandbox, pytest.mark.scaffold]  # pytest -m scaffold
 
 CODE = """\
 def add(a, b):
