@@ -166,3 +166,32 @@ def test_the_rollout_stage_refuses_a_bad_scaffold_file_before_it_runs(tmp_path: 
     config = load_config(None, [f"agent.scaffold={path}", f"lake.root={tmp_path / 'lake'}"])
     with pytest.raises(ConfigError, match="tools.0: .*implementation 'python' is not a built-in"):
         make_rollout1(config)
+
+
+def _call(name: str, arguments: str, call_id: str = "c1") -> dict:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def test_swe_agent_takes_one_call_per_reply_and_names_what_is_wrong() -> None:
+    from minisweagent.exceptions import FormatError
+
+    from trajlake.consumers.agent_actions import parse_actions
+
+    swe = load_scaffold("swe-agent")
+    view = _call("str_replace_editor", '{"command": "view", "path": "a.py"}')
+    [action] = parse_actions(swe, [view])
+    assert action["runs_with"] == "str_replace_editor" and action["arguments"]["path"] == "a.py"
+    cases = {
+        "2 tool calls": [view, _call("submit", "{}", "c2")],
+        "Unknown tool 'python'": [_call("python", "{}")],
+        "Missing 'path' argument in str_replace_editor": [
+            _call("str_replace_editor", '{"command": "view"}')
+        ],
+        "Error parsing tool call arguments": [_call("bash", "{not json")],
+    }
+    for problem, calls in cases.items():
+        with pytest.raises(FormatError) as raised:
+            parse_actions(swe, calls)
+        reply = raised.value.messages[0]["content"]
+        assert problem in reply and reply.endswith("exactly one tool call."), reply
+    assert len(parse_actions(scaffold.MINI_BASH, [_call("bash", '{"command": "ls"}')] * 2)) == 2
