@@ -68,7 +68,7 @@ WITH t1 AS (
   SELECT * FROM samples
   QUALIFY row_number() OVER (PARTITION BY rollout_id ORDER BY created_at DESC) = 1
 )
-SELECT t1.task_id, t1.teacher_id, t1.attempt AS attempts, t1.exit_status AS t1_exit_status,
+SELECT t1.task_id, t1.teacher_id, t1.scaffold_id, t1.attempt AS attempts, t1.exit_status AS t1_exit_status,
        t1.self_eval, v.recall, v.label, s.truncation_ratios[1] AS truncation_ratio,
        s.patch_lines, t1.prompt_tokens + t1.completion_tokens AS t1_tokens,
        r2.exit_status AS t2_exit_status, r2.prompt_tokens + r2.completion_tokens AS t2_tokens

@@ -152,3 +152,37 @@ def test_replaying_prs_reruns_only_rollout_2_under_the_new_teacher(tmp_path):
         "WHERE r.teacher_id LIKE 'teacher-b-%'"
     ).fetchall()
     assert labels == [("soft",)]
+
+
+@pytest.mark.scaffold
+def test_replaying_into_a_new_scaffold_is_a_new_generation(tmp_path):
+    """The same teacher, replayed into swe-agent: a second generation, compared side by side."""
+    first = run_demo(tmp_path / "demo")
+    tasks = first.counts["tasks"]
+    config = first.config.model_copy(
+        update={"agent": first.config.agent.model_copy(update={"scaffold": "swe-agent"})}
+    )
+    config_file = tmp_path / "trajlake.yaml"
+    write_config(config_file, config)
+    with serve(demo_script_path("demo-swe-agent")) as double:
+        teacher_file = tmp_path / "same-teacher.yaml"
+        same = first.config.teacher.model_dump(mode="json") | {"base_url": double.url}
+        teacher_file.write_text(yaml.safe_dump(same))
+        argv = ["--config", str(config_file), "replay", "--from", "tasks", "--teacher"]
+        assert main([*argv, str(teacher_file)]) == 0
+        bus = open_bus(config.bus)
+        run_pipeline(config, bus)
+        bus.close()
+
+    con = Lake(config.lake.root).connect()
+    generations = con.execute(
+        "SELECT scaffold_id, teacher_id, count(*) FROM teacher_compare GROUP BY ALL ORDER BY 1"
+    ).fetchall()
+    mini, swe = (row[0] for row in generations)
+    assert mini.startswith("mini-swe-agent-bash-") and swe.startswith("swe-agent-")
+    assert {n for *_, n in generations} == {tasks}
+    assert generations[0][1] != generations[1][1]  # the scaffold is part of the teacher id
+    labels = con.execute(
+        "SELECT DISTINCT label FROM teacher_compare WHERE scaffold_id = ? ORDER BY 1", [swe]
+    ).fetchall()
+    assert labels == [("hard",), ("soft",)]  # the swe-agent script's verdicts
