@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trajlake.errors import ConfigError
+from trajlake.lake.chat_styles import Style
 from trajlake.lake.views import quote_literal
 from trajlake.yamlfile import describe, read_mapping
 
@@ -53,7 +54,10 @@ sources:                     # a row matching several sources counts for the fir
     min_truncation_ratio: 0.5
     # also: repos: [...], teachers: [teacher ids]
     where: "self_eval = 'yes' AND NOT duplicate"   # any SQL on the trajectories view
-    share: 0.5"""
+    share: 0.5
+export:                      # optional: also write data.<style>.jsonl for axolotl/LLaMA-Factory:
+  styles: [hermes]           # turns {role, content, train}, tool calls written into the text:
+                             # hermes (<tool_call> JSON) | xml (<function=NAME>) | raw (JSON)"""
 
 
 #: Columns of `trajectories` a mixture row is made from (read for the chosen rows only).
@@ -139,6 +143,20 @@ class Specialization(_Spec):
     ratio: float = Field(ge=0, le=1, description="share of each source from the target repos")
 
 
+class Export(_Spec):
+    styles: list[Style] = Field(
+        default_factory=list,
+        description="also write data.<style>.jsonl, tool calls written into the text: hermes "
+        "(<tool_call> JSON, Qwen/Hermes), xml (<function=NAME>, SWE-agent) or raw (plain JSON)",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> Export:
+        if len(set(self.styles)) != len(self.styles):
+            raise ValueError(f"styles must be unique: {self.styles}")
+        return self
+
+
 class MixtureSpec(_Spec):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="directory name")
     sources: list[Source] = Field(min_length=1)
@@ -150,6 +168,7 @@ class MixtureSpec(_Spec):
     context_budget: int = Field(32768, gt=0, description="tokens; must be a measured budget")
     dedup_by_patch: bool = Field(True, description="one sample per (repo, rollout, patch hash)")
     seed: int = Field(0, description="ties and random order are drawn from it")
+    export: Export | None = Field(None, description="trainer formats written besides data.jsonl")
 
     @model_validator(mode="after")
     def _valid(self) -> MixtureSpec:
@@ -159,6 +178,9 @@ class MixtureSpec(_Spec):
         if self.total is None and any(s.share is not None for s in self.sources):
             raise ValueError("a source asks for a share: set `total`")
         return self
+
+    def export_styles(self) -> list[str]:
+        return list(self.export.styles) if self.export else []
 
     def quotas(self) -> dict[tuple[str, bool], int]:
         """Samples wanted per (source, from a target repo)."""

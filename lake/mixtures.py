@@ -1,32 +1,35 @@
 """Building a mixture from the lake, and reading one back.
 
 `build` runs the spec's statement (see `mixture_spec`) once, writes the rows as Parquet and
-JSONL, a manifest and a report into a temporary directory, and renames it to
-`<mixtures>/<name>` only when everything is written: a mixture directory is always complete.
+JSONL (and in each export style: see `mixture_export`), a manifest and a report into a
+temporary directory, and renames it to `<mixtures>/<name>` only when everything is written: a
+mixture directory is always complete.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from trajlake.errors import TrajlakeError
 from trajlake.lake import asof
 from trajlake.lake.files import PARQUET_SUFFIX
+from trajlake.lake.mixture_export import (
+    DATA_JSONL,
+    DATA_PARQUET,
+    MixtureError,
+    export,
+    styled_name,
+)
 from trajlake.lake.mixture_spec import MixtureSpec, mixture_sql
 from trajlake.lake.objects import ObjectLake, is_object_store
-from trajlake.lake.views import connect, quote_literal, schema_hint
+from trajlake.lake.views import connect, schema_hint
 
-DATA_PARQUET = "data.parquet"
-DATA_JSONL = "data.jsonl"
 MANIFEST = "manifest.json"
 REPORT_PNG = "report.png"
 #: Lake tables the trajectories view reads.
@@ -41,10 +44,6 @@ REPORT_COLUMNS = (
 #: it could hold the text of every rollout in memory (> 24 GB at 200,000 rollouts). As written,
 #: every join builds on metadata or on the chosen rows and the text streams through.
 PLAN_AS_WRITTEN = "SET disabled_optimizers = 'join_order,build_side_probe_side'"
-
-
-class MixtureError(TrajlakeError):
-    """A mixture cannot be built or read as asked."""
 
 
 @dataclass(frozen=True)
@@ -136,8 +135,10 @@ def write_mixture(
     tmp.chmod(0o755)  # mkdtemp makes it private; a mixture is for sharing
     try:
         sql = mixture_sql(spec)
-        con.execute(f"CREATE OR REPLACE TABLE mixture AS {sql}")  # not TEMP: see _export
-        digests = _export(con, tmp)
+        con.execute(
+            f"CREATE OR REPLACE TABLE mixture AS {sql}"
+        )  # not TEMP: see mixture_export.export
+        digests = export(con, tmp, spec.export_styles())
         manifest = _manifest(con, spec, sql) | provenance | {"data_sha256": digests}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         from trajlake.lake.report import write_report  # matplotlib loads slowly
@@ -165,32 +166,6 @@ def _check_budget(con: duckdb.DuckDBPyConnection, budget: int) -> None:
         )
 
 
-def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, str]:
-    """Parquet (zstd) and JSONL, in the mixture's order (the same rows give the same bytes);
-    returns their sha256. DuckDB writes each on one thread, so both are written at once, each
-    on a cursor of its own (which sees the `mixture` table, a TEMP one it would not)."""
-    formats = {DATA_PARQUET: "FORMAT parquet, COMPRESSION zstd", DATA_JSONL: "FORMAT json"}
-
-    def write(name: str) -> str:
-        cursor = con.cursor()
-        try:
-            cursor.execute(f"COPY mixture TO {quote_literal(str(out / name))} ({formats[name]})")
-        finally:
-            cursor.close()
-        return _sha256(out / name)
-
-    with ThreadPoolExecutor(max_workers=len(formats)) as pool:
-        return dict(zip(formats, pool.map(write, formats), strict=True))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _manifest(con: duckdb.DuckDBPyConnection, spec: MixtureSpec, sql: str) -> dict[str, Any]:
     selected = dict(
         ((source, target), n)
@@ -199,6 +174,7 @@ def _manifest(con: duckdb.DuckDBPyConnection, spec: MixtureSpec, sql: str) -> di
         ).fetchall()
     )
     split = spec.specialization is not None
+    styled = [styled_name(style) for style in spec.export_styles()]
     shortfalls = [
         Shortfall(source, target if split else None, wanted, selected.get((source, target), 0))
         for (source, target), wanted in spec.quotas().items()
@@ -216,7 +192,7 @@ def _manifest(con: duckdb.DuckDBPyConnection, spec: MixtureSpec, sql: str) -> di
         "by_teacher": _group_counts(con, "teacher_id"),
         "by_rollout": _group_counts(con, "rollout"),
         "source_config_hashes": sorted(_group_counts(con, "config_hash")),
-        "files": [DATA_PARQUET, DATA_JSONL, MANIFEST, REPORT_PNG],
+        "files": [DATA_PARQUET, DATA_JSONL, *styled, MANIFEST, REPORT_PNG],
     }
 
 

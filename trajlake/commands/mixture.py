@@ -12,7 +12,9 @@ BUILD_HELP = """\
 Build a mixture from a spec (YAML). The spec names sources, each a condition on the
 `trajectories` view with a count or a share; see `trajlake mixture example` for one with
 every field. Writes <lake.mixtures>/<name>/: data.parquet, data.jsonl, manifest.json (the SQL,
-counts per source, seed, lake files read and lake state, config hash) and report.png.
+counts per source, seed, lake files read and lake state, config hash) and report.png; with
+`export: {styles: [hermes]}` also data.hermes.jsonl (turns {role, content, train}, tool calls
+written into the text; styles: hermes, xml, raw), the shape axolotl and LLaMA-Factory read.
 
 --as-of MANIFEST builds from the lake as that earlier build saw it (each table up to the newest
 row it showed): the same spec gives byte-identical data after new events and compaction."""
@@ -40,9 +42,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--sql", action="store_true", help="print the SQL it was built with")
     show.set_defaults(func=cmd_show)
     check = msub.add_parser(
-        "check", help="compare samples with what the rollout scaffold sends at inference"
+        "check", help="compare samples with what their rollout scaffold sends at inference"
     )
     check.add_argument("name", help="mixture name (or its directory)")
+    check.add_argument(
+        "--scaffold",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="a scaffold file samples were generated with (repeatable); built-in scaffolds "
+        "and agent.scaffold are known without it",
+    )
+    check.add_argument(
+        "--style",
+        action="append",
+        default=[],
+        metavar="STYLE",
+        help="also check data.STYLE.jsonl (hermes, xml, raw): every row parses back to its "
+        "data.parquet row",
+    )
     check.set_defaults(func=cmd_check)
     msub.add_parser("example", help="print a spec with every field, documented").set_defaults(
         func=cmd_example, needs_config=False
@@ -59,14 +77,15 @@ def cmd_build(args: argparse.Namespace, config: Config) -> int:
         spec, config.lake.root, config.lake.mixtures, config.hash(), args.force, earlier
     )
     _print_summary(manifest)
-    print(f"\nwrote {directory}/ (data.parquet, data.jsonl, manifest.json, report.png)")
+    print(f"\nwrote {directory}/ ({', '.join(manifest['files'])})")
     if earlier is None or earlier["spec"] != manifest["spec"]:
         return 0
     differ = differing_files(manifest, earlier)
     if differ:
         print(f"{', '.join(differ)} differ from mixture {earlier['name']}'s", file=sys.stderr)
         return 1
-    print(f"data.parquet and data.jsonl are byte-identical to mixture {earlier['name']}'s")
+    same = ", ".join(manifest["data_sha256"])
+    print(f"{same} are byte-identical to mixture {earlier['name']}'s")
     return 0
 
 
@@ -104,25 +123,47 @@ def _print_summary(manifest: dict) -> None:
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
     import pyarrow.parquet as pq
 
-    from trajlake.consumers.scaffold_check import check_sample
+    from trajlake.consumers.scaffold_check import check_rows, known_scaffolds, unknown_scaffold
+    from trajlake.lake.mixture_export import styled_file
     from trajlake.lake.mixtures import DATA_PARQUET, mixture_dir
 
     directory = mixture_dir(config.lake.mixtures, args.name)
-    rows = pq.read_table(
-        directory / DATA_PARQUET, columns=["sample_id", "messages", "tools", "request"]
-    )
-    failed = 0
-    for row in rows.to_pylist():
-        problem = check_sample(row["messages"], row["tools"], row["request"])
-        if problem:
-            failed += 1
-            if failed == 1:
-                print(f"sample {row['sample_id']}: {problem}")
+    for style in args.style:  # before the long part: a style the mixture has no file for
+        styled_file(directory, style)
+    known = known_scaffolds(config.agent.scaffold, args.scaffold)
+    columns = ["sample_id", "messages", "tools", "request", "scaffold_id"]
+    batches = pq.ParquetFile(directory / DATA_PARQUET).iter_batches(256, columns=columns)
+    report = check_rows((row for batch in batches for row in batch.to_pylist()), known)
+    if report.first:
+        print(report.first)
+    for scaffold_id, samples in report.unknown.items():
+        print(unknown_scaffold(scaffold_id, samples, known), file=sys.stderr)
+    failed = report.differ + sum(report.unknown.values())
     if failed:
-        print(f"{failed} of {rows.num_rows} samples differ from the scaffold", file=sys.stderr)
-        return 1
-    print(f"{rows.num_rows} samples match the scaffold (system prompt, tools, observations)")
-    return 0
+        print(f"{failed} of {report.samples} samples differ from their scaffold", file=sys.stderr)
+    else:
+        print(f"{report.samples} samples match their scaffold (prompts, tools, observations):")
+        for scaffold_id, samples in report.matched.most_common():
+            print(f"  {samples:>7}  {scaffold_id}  ({known[scaffold_id].source})")
+    styled_ok = all([_check_style(directory, style) for style in args.style])
+    return 0 if not failed and styled_ok else 1
+
+
+def _check_style(directory: Path, style: str) -> bool:
+    from trajlake.lake.mixture_export import check_styled, styled_name
+
+    report = check_styled(directory, style)
+    if report.differ:
+        print(report.first)
+        name = styled_name(style)
+        print(
+            f"{report.differ} of {report.rows} rows of {name} do not parse back to their "
+            "data.parquet row",
+            file=sys.stderr,
+        )
+        return False
+    print(f"{report.rows} rows of {styled_name(style)} parse back to their data.parquet rows")
+    return True
 
 
 def cmd_example(args: argparse.Namespace, overrides: list[str]) -> int:
