@@ -3,9 +3,8 @@
 Rollouts and training data must agree on these byte for byte (a student trained on one format
 and served with another loses accuracy), so they live in one place, a scaffold (data:
 consumers/scaffolds/*.yaml, see scaffold_spec.py), and its hash is the scaffold id recorded on
-every rollout. The functions taking a `Scaffold` render any scaffold; the module-level names
-(`system_prompt()`, `TOOLS`, `SUBMIT_MARKER`, ...) are the built-in mini-bash scaffold's, the
-default (`agent.scaffold`).
+every rollout. The functions here render any scaffold; `MINI_BASH` is the default
+(`agent.scaffold`), whose marker (`SUBMIT_MARKER`) rollouts of every scaffold may still print.
 """
 
 from __future__ import annotations
@@ -16,13 +15,6 @@ DEFAULT = "mini-bash"
 MINI_BASH: Scaffold = load_scaffold(DEFAULT)
 
 SUBMIT_MARKER = MINI_BASH.episode_end.marker
-SYSTEM_PROMPT = MINI_BASH.system_prompt
-TASK_TEMPLATE = MINI_BASH.task_template
-TOOLS = MINI_BASH.tool_schemas()
-BASH_TOOL = TOOLS[0]
-OBSERVATION_TEMPLATE = MINI_BASH.observation.template
-FORMAT_ERROR_TEMPLATE = MINI_BASH.format_error
-TIMEOUT_NOTE = MINI_BASH.observation.timeout
 
 
 def render_system(scaffold: Scaffold) -> str:
@@ -58,24 +50,6 @@ def render_observation(
 
 def render_format_error(scaffold: Scaffold, error: str) -> str:
     return scaffold.format_error.format(error=error)
-
-
-def system_prompt() -> str:
-    return render_system(MINI_BASH)
-
-
-def task_prompt(request: str) -> str:
-    return render_task(MINI_BASH, request)
-
-
-def observation(output: str, returncode: int, limit_chars: int | None = None) -> str:
-    """A bash result as mini-bash writes it (limit_chars: the agent's output_chars)."""
-    return render_observation(MINI_BASH, output, returncode, limit_chars)
-
-
-def format_error(error: str) -> str:
-    """What the model is told after a reply whose tool call could not be parsed."""
-    return render_format_error(MINI_BASH, error)
 
 
 def scaffold_id() -> str:

@@ -37,17 +37,19 @@ def test_mini_bash_keeps_its_historical_id(tmp_path: Path) -> None:
 
 
 def test_mini_bash_renders_what_the_agent_always_sent() -> None:
-    assert scaffold.observation("a" * 30, 1, 10) == (
+    mini = scaffold.MINI_BASH
+    assert scaffold.render_observation(mini, "a" * 30, 1, 10) == (
         "<returncode>1</returncode>\n<output>\naaaaa\n[… 20 characters cut …]\naaaaa</output>"
     )
-    assert scaffold.observation("", 0, 10) == "<returncode>0</returncode>\n<output>\n</output>"
-    assert scaffold.format_error("no JSON") == (
+    empty = scaffold.render_observation(mini, "", 0, 10)
+    assert empty == "<returncode>0</returncode>\n<output>\n</output>"
+    assert scaffold.render_format_error(mini, "no JSON") == (
         "Your last reply had a malformed tool call (no JSON). Call the bash tool again."
     )
-    assert scaffold.system_prompt().endswith(
+    assert scaffold.render_system(mini).endswith(
         "run `echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT` on its own."
     )
-    assert scaffold.TOOLS[0]["function"]["name"] == "bash"
+    assert mini.tool_schemas()[0]["function"]["name"] == "bash"
 
 
 def test_the_other_observation_fields_render() -> None:
