@@ -11,7 +11,7 @@ import pytest
 from trajlake.config import Config
 from trajlake.consumers.verifier import Recall, make_stage, process, recall
 from trajlake.errors import TrajlakeError
-from trajlake.patches import PatchParseError, _read_hunks, changed_lines, patch_size
+from trajlake.patches import PatchParseError, changed_lines, patch_size
 from trajlake.schemas import RolloutEvent, VerdictEvent, make_event_id
 
 pytestmark = pytest.mark.unit
@@ -139,7 +139,7 @@ def test_a_hunk_that_does_not_match_its_counts_is_rejected(tmp_path):
         changed_lines(too_many)
 
 
-def test_the_fast_path_and_the_line_by_line_reading_agree(tmp_path):
+def test_appended_lines_dash_lines_and_a_missing_final_newline(tmp_path):
     patches = [
         git_diff(
             tmp_path / "a",
@@ -152,7 +152,6 @@ def test_the_fast_path_and_the_line_by_line_reading_agree(tmp_path):
     expected = [["+x", "-line 7", "+seven"], ["--- a", "+++a"], ["-2", "+3"]]
     for patch, lines in zip(patches, expected, strict=True):
         assert changed_lines(patch) == lines
-        assert _read_hunks(patch.split("\n")) == lines
 
 
 # -- recall ----------------------------------------------------------------------------------
