@@ -6,7 +6,7 @@ split the patch into lines, keep those starting with '+' or '-' but not '+++'/'-
 each P1 line scan the P2 list and remove the first match (`list.remove`).
 Goal: identical r on every pair. Speed is reported, no longer a goal: since issue 17 patches
 are read with unidiff, ~13x slower than the naive reference (which misreads '--'/'++' lines)
-and still thousands of pairs per second, far above the rate rollouts arrive.
+and still over a thousand pairs per second, far above the rate rollouts arrive.
 
 Also printed, to read the ratio against: the share of the naive time spent matching (the rest
 is its line-by-line parse), and a floor that is not a verifier: one regex pass per patch that
