@@ -99,7 +99,7 @@ AS_THEY_ARE = (
     "run", "status", "teachers", "sql", "replay", "repo add", "repo list", "topics create",
     "topics list", "lake compact", "lake views", "config show", "mixture build",
     "mixture show", "mixture check", "mixture example", "dlq list", "dlq retry",
-    "scaffold show", "scaffold example",
+    "scaffold show", "scaffold example", "report",
 )  # fmt: skip
 COMMANDS: dict[str, How] = {
     **{command: How() for command in AS_THEY_ARE},

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from trajlake.commands import dlq, mixture, pipeline, replay, scaffold, train
+from trajlake.commands import dlq, mixture, pipeline, replay, report, scaffold, train
 from trajlake.config import Config, load_config
 from trajlake.errors import TrajlakeError
 
@@ -42,6 +42,8 @@ Typical session:
   trajlake dlq list                            records that failed, by stage and error; once
                                                the cause is fixed: `trajlake dlq retry`
   trajlake lake compact                        merge small lake files (results unchanged)
+  trajlake report                              the lake at a glance: a PNG and an HTML page
+                                               with its numbers (--out DIR)
   trajlake mixture build SPEC.yaml             select a training set with SQL (see
                                                `trajlake mixture example`); then
                                                `mixture show NAME`, `mixture check NAME`
@@ -123,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     mixture.add_parsers(sub)
     train.add_parsers(sub)
     scaffold.add_parsers(sub)
+    report.add_parsers(sub)
     return parser
 
 
