@@ -36,6 +36,7 @@ NAMES = (
     "pkg/mod.py",
     "pkg/sub/deep.txt",
     "b/in_b.txt",
+    "x b/in_x_b.txt",  # " b/" in the path: `diff --git a/x b/in_x_b.txt b/x b/in_x_b.txt`
     "my file.txt",
     "ünïcode.py",
     "-dash.sql",
@@ -229,6 +230,7 @@ MARKERS = (
     "\ndeleted file mode",
     '"a/\\303\\274n',  # a quoted non-ASCII name
     "my file.txt\t\n",  # git's tab after a name with a space
+    "diff --git a/x b/in_x_b.txt b/x b/in_x_b.txt\n",
 )
 HUNK_HEADER = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@.*$", re.MULTILINE)
 

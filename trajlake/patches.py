@@ -63,7 +63,7 @@ def _read(patch: str) -> PatchSet:
     here it is an error, so that a hand-written hunk with a typo is not read as no change.
     """
     try:
-        files = PatchSet(patch)
+        files = _patch_set(patch)
     except UnidiffParseError as error:
         _reject_malformed_header(patch)  # the likelier cause, and the clearer message
         message = str(error).strip()
@@ -79,6 +79,45 @@ def _read(patch: str) -> PatchSet:
             f"{_excerpt(patch)!r}"
         )
     return files
+
+
+def _patch_set(patch: str) -> PatchSet:
+    try:
+        return PatchSet(patch)
+    except UnidiffParseError as error:
+        if not str(error).startswith("Target without source"):
+            raise
+    return PatchSet(_neutral_names(patch))  # raises again if the names truly differ
+
+
+#: git's extended header lines, between `diff --git` and `---`
+_EXTENDED = (
+    "old mode ", "new mode ", "deleted file mode ", "new file mode ", "copy from ", "copy to ",
+    "rename from ", "rename to ", "similarity index ", "dissimilarity index ", "index ",
+)  # fmt: skip
+_TO_NULL = "+++ /dev/null"  # a deleted file's header, which unidiff checks against its mode
+
+
+def _neutral_names(patch: str) -> str:
+    """`patch` with the file named `_` in each `diff --git` line and the `+++` line after it.
+
+    unidiff splits `diff --git a/P b/P` at the last " b/", wrong for a path with " b/" in it
+    (a directory "x b"); it then takes the `+++` line for another file's and stops. Names do
+    not change the changed lines. Only a file header is renamed: the `---`/`+++` pair right
+    after a `diff --git` line and its extended header, before any hunk.
+    """
+    lines = patch.split("\n")
+    for i, line in enumerate(lines):
+        if not line.startswith("diff --git "):
+            continue
+        end = i + 1
+        while end < len(lines) and lines[end].startswith(_EXTENDED):
+            end += 1
+        if end + 1 < len(lines) and lines[end].startswith("--- "):
+            lines[i] = "diff --git a/_ b/_"
+            if lines[end + 1].startswith("+++ ") and lines[end + 1].split("\t")[0] != _TO_NULL:
+                lines[end + 1] = "+++ b/_"
+    return "\n".join(lines)
 
 
 def _reject_malformed_header(patch: str) -> None:
