@@ -10,6 +10,7 @@ import contextlib
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -116,3 +117,15 @@ def test_import_trajlake_loads_no_lake():
     code = "import sys, trajlake; print(sorted({'duckdb', 'polars'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_readme_example_runs_on_the_demo(demo_copy, tmp_path, monkeypatch):
+    """README's "From Python" block, as written, next to a copy of `trajlake demo`."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = readme.split("## From Python", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    demo_copy(tmp_path)  # tmp_path/trajlake-demo, where the example looks
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - our own documentation
+    assert isinstance(scope["samples"], pl.DataFrame) and scope["samples"].height > 0
