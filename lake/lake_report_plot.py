@@ -130,9 +130,9 @@ def _exits(ax: Axes, numbers: LakeNumbers) -> None:
                        label=rollout)  # fmt: skip
         ax.bar_label(bars, fontsize=8)
     ax.set_yticks([i + 0.2 for i in range(len(statuses))], statuses)
-    ax.margins(x=0.15)
+    ax.set_xlim(0, max(n for *_, n in rows) * 1.3)  # room for the counts and the legend
     ax.set_xlabel("rollouts")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
 
 
 def _spend(ax: Axes, numbers: LakeNumbers) -> None:
