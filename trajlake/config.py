@@ -108,6 +108,14 @@ class TeacherConfig(_Frozen):
     top_p: float = Field(1.0, description="nucleus sampling")
     max_tokens: int = Field(4096, description="most completion tokens per call")
     prompt_version: str = Field("v1", description="version of trajlake's prompt templates")
+    tool_call_parse: Literal["auto", "native", "content"] = Field(
+        "auto",
+        description="where tool calls are read when tools were offered: native: only the "
+        "reply's tool_calls field; auto: also the content (<tool_call> tags, fenced or bare "
+        "JSON) when tool_calls is empty; content: the content always, its calls after any "
+        "native ones (for a server whose parser takes only some). Part of the teacher id "
+        "unless auto",
+    )
     timeout_s: float = Field(120, description="one HTTP call longer than this is retried")
     max_retries: int = Field(4, ge=0, description="retries with backoff on 5xx, timeouts, drops")
     usd_per_mtok_in: float = Field(0.0, description="price per million prompt tokens")

@@ -10,6 +10,13 @@ endpoint), and the shared `Budget` is checked before a request is sent.
 
 The API key is read from the environment variable named by `teacher.api_key_env` at each call and
 handed to a client that lives only for that call; no Teacher attribute holds it.
+
+`teacher.tool_call_parse` (see trajlake.teacher.reply) changes what replies turn into, so it is
+part of the teacher id, except at its default, `auto`, which keeps every id made before the
+setting existed, when the behaviour was `native`. Those ids keep their meaning: `auto` is
+`native` on every reply with native tool_calls and differs only where the calls came in the
+content, which `native` answered with a format error, so a server writing its calls there gave
+rollouts that never ran a command. `native` or `content`, chosen explicitly, gives a new id.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import openai
 from trajlake.config import TeacherConfig
 from trajlake.errors import TeacherError
 from trajlake.teacher.accounting import Budget, UsageMeter, estimate_tokens
+from trajlake.teacher.content_calls import calls_context
 from trajlake.teacher.pool import EndpointPool
 from trajlake.teacher.reply import TeacherReply, parse_completion
 
@@ -44,8 +52,9 @@ class _Retryable(Exception):
 def teacher_id(config: TeacherConfig, scaffold_id: str) -> str:
     """A short, stable id of what generates the data: `<model-slug>-<12 hex>`.
 
-    It changes with the model, endpoint kind, sampling parameters, prompt version and scaffold,
-    and not with the servers' addresses (base_url, base_urls, pool settings) or the API key.
+    It changes with the model, endpoint kind, sampling parameters, prompt version, scaffold and
+    tool-call parsing (see the module docstring), and not with the servers' addresses
+    (base_url, base_urls, pool settings) or the API key.
     """
     identity = {
         "model": config.model,
@@ -56,6 +65,8 @@ def teacher_id(config: TeacherConfig, scaffold_id: str) -> str:
         "prompt_version": config.prompt_version,
         "scaffold": scaffold_id,
     }
+    if config.tool_call_parse != "auto":  # the default leaves older ids as they were
+        identity["tool_call_parse"] = config.tool_call_parse
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     name = config.model.rstrip("/").rsplit("/", 1)[-1].lower()
     slug = re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:32] or "teacher"
@@ -145,7 +156,7 @@ class Teacher:
         start = time.monotonic()
         try:
             data, url = self._send(request, purpose)
-            reply = self._reply(data, estimate, start, url)
+            reply = self._reply(data, estimate, start, url, calls_context(messages, tools))
             used = reply.prompt_tokens + reply.completion_tokens
         except TeacherError:
             self.usage.record_failure(purpose)
@@ -240,9 +251,20 @@ class Teacher:
             f"the teacher at {url} rejected the request ({detail}); {hint}"
         ) from None
 
-    def _reply(self, data: Any, prompt_estimate: int, start: float, url: str) -> TeacherReply:
+    def _reply(
+        self,
+        data: Any,
+        prompt_estimate: int,
+        start: float,
+        url: str,
+        offered: tuple[list[str], str],
+    ) -> TeacherReply:
+        tool_names, id_seed = offered  # see content_calls.calls_context
+        parse = self.config.tool_call_parse
         try:
-            message, finish_reason, usage, format_error = parse_completion(data)
+            message, finish_reason, usage, format_error = parse_completion(
+                data, parse, tool_names, id_seed
+            )
         except ValueError as e:
             raise TeacherError(
                 f"the teacher at {url} did not answer with a chat completion "
