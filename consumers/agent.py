@@ -27,6 +27,7 @@ from trajlake.consumers.scaffold_spec import Scaffold
 from trajlake.errors import ConfigError, TrajlakeError
 from trajlake.sandbox import Sandbox
 from trajlake.teacher.client import Teacher
+from trajlake.teacher.reply import SOURCE_KEY
 
 # mini-swe-agent prints a banner on import unless told not to.
 os.environ.setdefault("MSWEA_SILENT_STARTUP", "1")
@@ -264,8 +265,12 @@ def _attempt(
 
 
 def clean_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The trajectory in plain OpenAI format: no mini-swe-agent bookkeeping, no exit marker."""
-    keep = ("role", "content", "reasoning_content", "tool_calls", "tool_call_id")
+    """The trajectory in plain OpenAI format: no mini-swe-agent bookkeeping, no exit marker.
+
+    Assistant turns keep `tool_call_source` (where their calls were read: native, hermes, …),
+    which mixture exports leave out with every other non-OpenAI key.
+    """
+    keep = ("role", "content", "reasoning_content", "tool_calls", "tool_call_id", SOURCE_KEY)
     return [
         {k: m[k] for k in keep if m.get(k) not in (None, "", [])}
         | {"content": m.get("content") or ""}
@@ -275,8 +280,9 @@ def clean_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _for_api(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What is sent back to the teacher: earlier reasoning stays out, as chat templates do."""
-    drop = ("extra", "reasoning_content")
+    """What is sent back to the teacher: earlier reasoning stays out, as chat templates do, and
+    so does trajlake's own bookkeeping (a strict server rejects keys it does not know)."""
+    drop = ("extra", "reasoning_content", SOURCE_KEY)
     return [{k: v for k, v in m.items() if k not in drop} for m in messages]
 
 

@@ -56,7 +56,8 @@ class RolloutEvent(Event):
         "[]",
         description="OpenAI-format messages (JSON): role, content, and for assistant turns "
         "reasoning_content and tool_calls [{id, type, function: {name, arguments}}]; "
-        "tool results have role tool and tool_call_id",
+        "tool results have role tool and tool_call_id; an assistant turn with calls also "
+        "says where they were read (tool_call_source: native, hermes, fenced, bare)",
     )
     tools_json: str = Field("[]", description="tool schemas the agent was offered (JSON)")
     patch: str = Field("", description="git diff --binary of the checkout at the end")

@@ -159,3 +159,34 @@ def test_a_missing_demonstrations_file_is_a_config_error_that_says_what_to_give(
 
     with pytest.raises(ConfigError, match="pr_writer.demos: cannot read .*JSONL"):
         read_demos(tmp_path / "missing.jsonl")
+
+
+def test_calls_written_in_the_content_are_run_and_their_form_recorded(tmp_path, repo):
+    import duckdb
+
+    from trajlake.consumers.scaffold_check import check_sample
+    from trajlake.lake.mixture_spec import MESSAGE_TYPE
+
+    edit = {"name": "bash", "arguments": {"command": "echo '# from content' >> {{path}}"}}
+    turns = [  # what a server without a tool-call parser returns: no tool_calls at all
+        {"content": f"I will edit.\n<tool_call>\n{json.dumps(edit)}\n</tool_call>"},
+        {"content": json.dumps({"name": "python", "arguments": {}})},
+        {"content": f"Done.\n```json\n{json.dumps(SUBMIT)}\n```"},
+    ]
+    with serve(script(tmp_path, turns=turns)) as double:
+        ctx = rollouts(tmp_path, double.url)
+        [t1] = rollout1(ctx, task(repo))
+    assert t1.exit_status == "Submitted" and "+# from content" in t1.patch
+    messages = json.loads(t1.messages_json)
+    assistant = [m for m in messages if m["role"] == "assistant"]
+    assert [m.get("tool_call_source") for m in assistant] == ["hermes", "bare", "fenced"]
+    assert [m["content"] for m in assistant] == ["I will edit.", turns[1]["content"], "Done."]
+    assert "Unknown tool 'python'" in messages[5]["content"] and messages[5]["role"] == "user"
+    # the mixture export reads only the OpenAI fields, and the sample passes `mixture check`
+    [exported] = duckdb.execute(
+        f"SELECT to_json(from_json(?, '{MESSAGE_TYPE}'))", [t1.messages_json]
+    ).fetchone()
+    exported = json.loads(exported)
+    assert "tool_call_source" not in json.dumps(exported)
+    assert exported[2]["tool_calls"] == assistant[0]["tool_calls"]
+    assert check_sample(exported, t1.tools_json, t1.request, ctx.scaffold) is None
