@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -43,7 +44,7 @@ class RealModelError(TrajlakeError):
 
 
 class ServerCannotRun(RealModelError):
-    """The llama-server binary does not run on this machine (e.g. built for newer CPUs)."""
+    """The llama-server binary dies of SIGILL here: built for instructions this CPU lacks."""
 
 
 @dataclass(frozen=True)
@@ -172,14 +173,6 @@ def server_binary(cache: Path | None = None) -> Path:
     return binary
 
 
-def check_server_runs(binary: Path) -> None:
-    """Raise ServerCannotRun when the binary dies on this CPU (SIGILL: built for newer CPUs)."""
-    env = _server_env(binary)
-    done = subprocess.run([str(binary), "--version"], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise ServerCannotRun(f"{binary} --version exited {done.returncode}: {done.stderr[-300:]}")
-
-
 def _server_env(binary: Path) -> dict[str, str]:
     existing = os.environ.get("LD_LIBRARY_PATH", "")
     return {**os.environ, "LD_LIBRARY_PATH": ":".join(filter(None, [str(binary.parent), existing]))}
@@ -233,10 +226,15 @@ def _wait_ready(process: subprocess.Popen, health: str, log: Path, ready_s: floa
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log.read_text(errors="replace")[-500:]
-            raise ServerCannotRun(
-                f"llama-server exited with {process.returncode} before it was ready "
-                f"(-4/132: an instruction this CPU lacks; set {SERVER_ENV} to a llama-server "
-                f"built for it). Log {log}:\n{tail}"
+            if process.returncode in (-signal.SIGILL, 128 + signal.SIGILL):
+                raise ServerCannotRun(
+                    "llama-server died of SIGILL: it was built for instructions this CPU lacks "
+                    f"(AVX-512, AMX, ...); set {SERVER_ENV} to a llama-server built for this "
+                    f"machine (cmake -DGGML_NATIVE=ON). Log {log}:\n{tail}"
+                )
+            raise RealModelError(
+                f"llama-server exited with {process.returncode} before it was ready: see its "
+                f"log {log}:\n{tail}"
             )
         with (
             contextlib.suppress(urllib.error.URLError, OSError),
