@@ -25,18 +25,7 @@ from trajlake.training.metrics import read_metrics
 
 pytestmark = pytest.mark.realmodel
 
-# One sample, seen twice: 2 steps of about one minute each on 2 CPU cores.
-CONFIG = """\
-max_seq_len: 512
-micro_batch_tokens: 512
-pack: false
-epochs: 2
-lr: 2.0e-5
-warmup_ratio: 0.0
-checkpoint_every: 1000
-activation_checkpointing: false
-save_dtype: bfloat16
-"""
+CONFIG = Path(__file__).parents[1] / "training" / "configs" / "qwen-0.5b-cpu.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +43,9 @@ def mixture(demo_copy, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def run(mixture: Path, qwen_student: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run") / "qwen"
-    config = out.parent / "qwen.yaml"
-    config.write_text(CONFIG + f"mixture: {mixture}\nmodel: {qwen_student}\n")
-    command = [sys.executable, "-m", "trajlake.cli", "train", "--config", str(config)]
-    command += ["--nproc-per-node", "1", f"output_dir={out}"]
+    command = [sys.executable, "-m", "trajlake.cli", "train", "--config", str(CONFIG)]
+    command += ["--nproc-per-node", "1", f"output_dir={out}", f"mixture={mixture}"]
+    command += [f"model={qwen_student}", "epochs=2"]  # one sample, seen twice: two steps
     env = {**os.environ, "OMP_NUM_THREADS": str(os.cpu_count() or 1)}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-4000:]
