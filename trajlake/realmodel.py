@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         with llama_server(gguf, model_cache() / "llama-server.log") as server:
             print(f"--set teacher.base_url={server.base_url} --set teacher.model={server.model}")
             print(f"serving {gguf.name}; log {server.log}; Ctrl-C stops", flush=True)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the server too
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)
