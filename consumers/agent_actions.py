@@ -118,4 +118,3 @@ class Actions:
 
 def _exit(status: str) -> dict[str, Any]:
     return {"role": "exit", "content": "", "extra": {"exit_status": status, "submission": ""}}
-
