@@ -136,8 +136,7 @@ class Lake:
         """What a topic's view deduplicates: its files (local), or its view (object storage)."""
         if self.objects is not None:
             return views.quote_ident(table_name(topic))
-        glob = str(Path(self.root).resolve() / table_name(topic) / "**" / f"*{PARQUET_SUFFIX}")
-        return views.parquet_source([glob], schema=str(views.schema_file(topic)))
+        return views.files_source(Path(self.root).resolve(), topic)
 
     def compact(self, tables: list[str] | None = None, min_files: int = 2) -> CompactReport:
         """Merge small files per partition; see ``trajlake.lake.compact.compact``."""

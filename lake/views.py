@@ -122,12 +122,16 @@ def view_statement(
     Without `schema_first` (a script for another machine) DuckDB unions the files' schemas."""
     table = table_name(topic)
     if has_files(root, table):
-        files = [str(root / table / "**" / f"*{PARQUET_SUFFIX}")]
-        anchor = str(schema_file(topic)) if schema_first else None
-        source = parquet_source(files, schema=anchor)
+        source = files_source(root, topic, schema_first)
     else:
         source = f"({empty_select(con, topic)})"
     return f"CREATE OR REPLACE VIEW {quote_ident(table)} AS {dedup_select(source, where)}"
+
+
+def files_source(root: Path, topic: str, schema_first: bool = True) -> str:
+    """read_parquet over every committed file of the topic's table (not deduplicated)."""
+    files = [str(root / table_name(topic) / "**" / f"*{PARQUET_SUFFIX}")]
+    return parquet_source(files, schema=str(schema_file(topic)) if schema_first else None)
 
 
 def dedup_select(source: str, where: str | None = None) -> str:
