@@ -257,10 +257,24 @@ TAXONOMY: tuple[ChangeType, ...] = (
 BY_KEY: dict[str, ChangeType] = {c.key: c for c in TAXONOMY}
 
 
-def render(change_type: ChangeType | str, function_name: str, file: str) -> str:
-    """The request text for one function; `change_type` is an entry or its key."""
+def render(
+    change_type: ChangeType | str,
+    function_name: str,
+    file: str,
+    language: str = "",
+    lines: tuple[int, int] | None = None,
+) -> str:
+    """The request text for one function; `change_type` is an entry or its key. With the
+    `language` (its title: "Go") and `lines`, a last sentence says where the function is, so
+    that a polyglot repository's request names its language (the taxonomy stays neutral)."""
     if isinstance(change_type, str):
         if change_type not in BY_KEY:
             raise ValueError(f"unknown change type {change_type!r}; known: {', '.join(BY_KEY)}")
         change_type = BY_KEY[change_type]
-    return change_type.template.format(function=function_name, file=file)
+    text = change_type.template.format(function=function_name, file=file)
+    if language and lines:
+        text += (
+            f" `{function_name}` is the {language} function at lines {lines[0]}-{lines[1]} "
+            f"of `{file}`."
+        )
+    return text

@@ -106,6 +106,11 @@ def changed_files(git_dir: str | Path, sha: str, parent: str | None) -> list[str
 
 def python_blobs(git_dir: str | Path, sha: str) -> list[Blob]:
     """Every `.py` file in the commit's tree (no symlinks, no submodules), sorted by path."""
+    return [b for b in tree_blobs(git_dir, sha) if b.path.endswith(".py")]
+
+
+def tree_blobs(git_dir: str | Path, sha: str) -> list[Blob]:
+    """Every file in the commit's tree (no symlinks, no submodules), sorted by path."""
     out = git(git_dir, "ls-tree", "-r", "-z", "--full-tree", sha)
     blobs = []
     for entry in out.decode(errors="surrogateescape").split("\0"):
@@ -113,7 +118,7 @@ def python_blobs(git_dir: str | Path, sha: str) -> list[Blob]:
             continue
         meta, path = entry.split("\t", 1)
         mode, kind, blob_sha = meta.split()
-        if kind == "blob" and mode in ("100644", "100755") and path.endswith(".py"):
+        if kind == "blob" and mode in ("100644", "100755"):
             blobs.append(Blob(path, blob_sha))
     return sorted(blobs, key=lambda b: b.path)
 
@@ -137,15 +142,26 @@ def read_blobs(git_dir: str | Path, shas: list[str]) -> dict[str, bytes]:
     return contents
 
 
-def changed_lines(git_dir: str | Path, sha: str, parent: str | None) -> dict[str, set[int]]:
-    """Per `.py` path, the new-side line numbers the commit added or changed.
+def changed_lines(
+    git_dir: str | Path, sha: str, parent: str | None, pathspecs: tuple[str, ...] = ("*.py",)
+) -> dict[str, set[int]]:
+    """Per path matching `pathspecs`, the new-side line numbers the commit added or changed.
 
     A pure deletion marks the lines on both sides of the gap, so a function that only lost
     lines still counts as changed. Renames are detected (-M), so a moved file is not all new.
     """
     base = [parent, sha] if parent else ["--root", sha]
     out = git(
-        git_dir, "diff-tree", "-p", "-U0", "-M", "--no-color", "--no-ext-diff", *base, "--", "*.py"
+        git_dir,
+        "diff-tree",
+        "-p",
+        "-U0",
+        "-M",
+        "--no-color",
+        "--no-ext-diff",
+        *base,
+        "--",
+        *pathspecs,
     )
     lines: dict[str, set[int]] = {}
     current: set[int] | None = None

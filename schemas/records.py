@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from trajlake.schemas.base import Event
 
@@ -30,16 +30,33 @@ class TaskEvent(Event):
     """A function paired with a vague change request (SVG step 1)."""
 
     TOPICS = ("tasks",)
+    SCHEMA_VERSION = 2  # 2: language
 
+    schema_version: int = Field(2, description="version of this record type's schema")
     function_file: str = Field(description="path of the file, relative to the repository root")
-    function_name: str = Field(description="qualified name, e.g. Class.method")
+    function_name: str = Field(
+        description="qualified name, by its language's convention (consumers/languages.yaml): "
+        "Class.method, pkg.(*Recv).Method, Type::method, Mod::Class#method"
+    )
     line_start: int
     line_end: int
     change_type: str = Field(description="taxonomy entry the request was drawn from")
     request: str = Field(description="the change request the agent receives")
     attempt: int = Field(1, ge=1, description="1 for the first request, 2-3 for re-draws")
     seed: int = 0
-    unparsed_files: int = Field(0, description="files at this commit that did not parse")
+    unparsed_files: int = Field(
+        0, description="files in the task's language at this commit that did not parse"
+    )
+    language: str = Field(
+        "python",
+        description="language of function_file (a key of consumers/languages.yaml: python, go, "
+        "typescript, …); schema 2. Rows of schema 1, when only Python was sampled, read as python",
+    )
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _schema_1_was_python(cls, value: object) -> object:
+        return "python" if value is None else value
 
 
 class RolloutEvent(Event):

@@ -29,6 +29,7 @@ from trajlake.consumers.function_sampler import (
     redraw,
     select,
 )
+from trajlake.consumers.languages import catalog
 from trajlake.consumers.taxonomy import BY_KEY, TAXONOMY, render
 from trajlake.lake import Lake
 from trajlake.producers.commits import poll_new_commits, watch
@@ -191,7 +192,7 @@ def test_functions_methods_nested_and_async_with_qualified_names_and_spans():
 
 @pytest.mark.unit
 def test_skip_globs_and_generated_files():
-    skip = SamplerConfig().skip
+    skip = catalog().languages["python"].skip  # Python's test files, from languages.yaml
     assert all(
         is_skipped(p, skip)
         for p in ["test_x.py", "a/b/test_x.py", "a/x_test.py", "tests/a/b.py", "a/tests/b.py"]
@@ -248,7 +249,12 @@ def test_all_mode_samples_every_eligible_function_at_the_commit(tmp_path, events
         assert t.parent_ids == [events[0].event_id] and t.stage == NAME
         assert (t.repo, t.repo_url, t.commit) == ("proj", events[0].repo_url, events[0].commit)
         assert t.config_hash == config.hash() and (t.attempt, t.seed) == (1, 0)
-        assert t.request == render(t.change_type, t.function_name, t.function_file)
+        lines = (t.line_start, t.line_end)
+        assert t.request == render(t.change_type, t.function_name, t.function_file, "Python", lines)
+        assert t.request.endswith(
+            f"is the Python function at lines {lines[0]}-{lines[1]} of `{t.function_file}`."
+        )
+        assert t.language == "python" and t.schema_version == 2
         assert f"`{t.function_name}`" in t.request and f"`{t.function_file}`" in t.request
     assert len({t.event_id for t in tasks}) == len(tasks)
 

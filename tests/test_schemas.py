@@ -54,8 +54,11 @@ def test_event_ids_are_deterministic_and_distinct():
 def test_bus_encoding_is_plain_json_and_round_trips():
     event = task()
     data = json.loads(event.encode())  # what kcat or any Kafka client sees
-    assert data["function_name"] == "Parser.parse" and data["schema_version"] == 1
+    assert data["function_name"] == "Parser.parse" and data["schema_version"] == 2
     assert TaskEvent.decode(event.encode()) == event
+    del data["language"]  # a task of schema 1, when only Python was sampled
+    old = TaskEvent.decode(json.dumps(data | {"schema_version": 1}).encode())
+    assert (old.language, old.schema_version) == ("python", 1)
 
 
 def test_binary_payload_survives_json_as_base64():

@@ -189,14 +189,28 @@ class SamplerConfig(_Frozen):
     mode: str = Field("all", description="all | changed | N (a number: N functions per commit)")
     seed: int = Field(0, description="same seed, same tasks")
     skip: list[str] = Field(
-        default_factory=lambda: ["test_*.py", "*_test.py", "tests/*", "*/tests/*", "conftest.py"],
-        description="glob patterns of files that are never sampled; a pattern without / "
-        "matches the file name, one with / the whole path (* crosses /)",
+        default_factory=list,
+        description="glob patterns of files that are never sampled, on top of each language's "
+        "tests, generated and vendored files (consumers/languages.yaml) and the repository's "
+        ".gitattributes linguist-generated/-vendored; a pattern without / matches the file "
+        "name, one with / the whole path (* crosses /)",
     )
     skip_trivial: bool = Field(
         True,
-        description="skip functions whose body (docstring aside) is one pass, ..., "
-        "raise NotImplementedError, or return of a constant, name or attribute",
+        description="skip functions whose body (docstring aside) is empty, or one return of "
+        "nothing, a constant, a name or a field, or a not-implemented raise/throw/panic",
+    )
+    languages: list[str] = Field(
+        default_factory=list,
+        description="languages to sample (keys of consumers/languages.yaml: python, go, "
+        "typescript, tsx, javascript, java, kotlin, rust, c, cpp, csharp, ruby, php, swift, "
+        "scala); empty: all of them",
+    )
+    language_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="mode N: each language's share of the N draws (normalised over the "
+        "languages present at the commit; a language left out gets 0); empty: in proportion "
+        "to each language's function count",
     )
 
     @field_validator("mode", mode="before")
