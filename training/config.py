@@ -11,7 +11,14 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from trajlake.errors import ConfigError
 from trajlake.yamlfile import apply_override, describe, read_mapping
@@ -50,9 +57,9 @@ class TrainConfig(BaseModel):
     )
     pack: bool = Field(
         False,
-        description="pack several samples in one row, with per-sample position ids and "
-        "attention boundaries; else pad length-grouped batches. Fast with flash_attention_2 "
-        "(variable-length kernels); sdpa and eager apply a dense block mask to the whole row",
+        description="pack several samples in one row, with per-sample position ids; attention "
+        "never crosses a sample boundary: flash_attention_2 (variable-length kernels) or "
+        "flex_attention (document mask) on CUDA, a dense block-diagonal mask with sdpa and eager",
     )
     # model
     model: str = Field("", description="local Hugging Face model directory (from_pretrained)")
@@ -61,10 +68,42 @@ class TrainConfig(BaseModel):
         description="with no model path: a Hugging Face config (model_type: qwen3, hidden_size, "
         "...) for a randomly initialised model; vocab_size defaults to the tokenizer's",
     )
-    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
-        "auto", description="auto: flash_attention_2 when flash-attn and CUDA are there, else sdpa"
+    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "flex_attention", "eager"] = (
+        Field(
+            "auto",
+            description="auto: flash_attention_2 on CUDA with flash-attn; else, packed on CUDA, "
+            "flex_attention; else sdpa",
+        )
     )
-    activation_checkpointing: bool = Field(True, description="recompute each layer in backward")
+    activation_checkpointing: Literal["full", "selective", "none", "auto"] = Field(
+        "full",
+        description="full: every decoder layer recomputed in the backward; selective: layers keep "
+        "their matmul and attention outputs and recompute the rest; none; auto: the fewest fully "
+        "checkpointed layers that fit gpu_memory_gib (full on CPU without it). true/false of "
+        "older configs mean full/none. training/checkpointing.py",
+    )
+    activation_offload: bool = Field(
+        False,
+        description="with checkpointing, keep the checkpointed layers' inputs in pinned host "
+        "memory (frees layers x tokens x hidden x 2 bytes per GPU; costs a copy each way)",
+    )
+    loss: Literal["auto", "chunked", "liger", "full"] = Field(
+        "auto",
+        description="cross-entropy without the full logits: chunked (pure PyTorch) or liger "
+        "(liger-kernel's fused kernel, CUDA); full materialises every logit; auto: liger on CUDA "
+        "with liger-kernel installed, else chunked. training/loss.py",
+    )
+    kernels: Literal["auto", "torch", "liger"] = Field(
+        "auto",
+        description="liger: Liger's fused RMSNorm, RoPE and SwiGLU (CUDA, the train-gpu extra); "
+        "auto: liger on CUDA when installed, else torch",
+    )
+    gpu_memory_gib: float = Field(
+        0.0,
+        ge=0,
+        description="memory per GPU that activation_checkpointing: auto plans for (0: the "
+        "device's own)",
+    )
     mixed_precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto",
         description="auto: bf16 compute with fp32 master weights and reductions on GPU, "
@@ -97,6 +136,11 @@ class TrainConfig(BaseModel):
     peak_tflops: float = Field(
         0.0, ge=0, description="per-GPU dense bf16 peak for MFU (0: looked up from the GPU name)"
     )
+
+    @field_validator("activation_checkpointing", mode="before")
+    @classmethod
+    def _boolean_policy(cls, value: Any) -> Any:
+        return {True: "full", False: "none"}.get(value, value) if isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

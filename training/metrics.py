@@ -1,5 +1,11 @@
 """Throughput and model FLOPs utilisation, and the metrics.jsonl log.
 
+Each line of metrics.jsonl gives, besides loss, lr and grad norm: real tokens, tokens/s (all
+ranks) and per GPU (per rank), MFU (where the device's peak is known), the step's model FLOPs,
+the padding share (padding positions / computed positions) and the rank-0 peak memory (CUDA:
+allocated by torch during the step; CPU: the process's peak resident set). `summary` is the
+end-of-run line.
+
 FLOPs per step count what the model needs, not what activation checkpointing recomputes:
 6 x matmul parameters x tokens, plus causal attention 6 x layers x (heads x head_dim) x the sum
 of squared sample lengths (score and value matmuls, forward and backward, half of them masked).
@@ -51,6 +57,8 @@ def step_record(
     """One line of metrics.jsonl. MFU only where the device's peak FLOP/s is known."""
     flops = step_flops(n_matmul, config, result.tokens, result.sum_sq_lengths)
     mfu = flops / (result.seconds * world * peak) if peak else None
+    computed = result.tokens + result.padded_tokens
+    memory = result.peak_memory
     return {
         "step": step,
         "epoch": epoch,
@@ -59,10 +67,35 @@ def step_record(
         "grad_norm": result.grad_norm,
         "tokens": result.tokens,
         "trained_tokens": result.trained_tokens,
+        "padded_tokens": result.padded_tokens,
         "tokens_per_s": result.tokens / result.seconds,
+        "tokens_per_s_per_gpu": result.tokens / result.seconds / world,
         "mfu": mfu,
+        "flops": flops,
+        "padding_share": result.padded_tokens / computed if computed else 0.0,
+        "peak_memory_gib": memory / 2**30 if memory is not None else None,
         "seconds": result.seconds,
     }
+
+
+def summary(records: list[dict[str, Any]], world: int, peak: float | None, skip: int = 2) -> str:
+    """The end-of-run line: tokens/s per GPU, MFU, peak memory and padding share, over the
+    steps after the first `skip` (warm-up) when there are more."""
+    timed = records[skip:] if len(records) > skip else records
+    if not timed:
+        return "no steps run"
+    seconds = sum(r["seconds"] for r in timed)
+    tokens = sum(r["tokens"] for r in timed)
+    padding = sum(r["padded_tokens"] for r in timed)
+    flops = sum(r["flops"] for r in timed)
+    mfu = f"{flops / (seconds * world * peak):.1%}" if peak else "n/a (peak FLOP/s unknown)"
+    memory = [r["peak_memory_gib"] for r in timed if r["peak_memory_gib"] is not None]
+    peak_text = f"{max(memory):.1f} GiB" if memory else "n/a"
+    return (
+        f"{tokens / seconds / world:,.0f} tokens/s per GPU (rank), MFU {mfu}, peak memory "
+        f"{peak_text}, padding {padding / (tokens + padding):.1%} of computed positions "
+        f"(steps {timed[0]['step']}-{timed[-1]['step']})"
+    )
 
 
 class MetricsLog:

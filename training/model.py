@@ -23,16 +23,31 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig, PretrainedConfig
 
+from trajlake.training.checkpointing import (
+    apply_checkpointing,
+    apply_kernels,
+    decoder_layers,
+    resolve_kernels,
+)
 from trajlake.training.config import TrainConfig
 from trajlake.training.errors import TrainingError
+from trajlake.training.loss import attach_loss, resolve_loss
+from trajlake.training.memory import GIB, Arch, plan
 
 
-def attention_implementation(choice: str, device: torch.device) -> str:
-    """`auto` is flash_attention_2 on CUDA with flash-attn installed, else sdpa."""
+def attention_implementation(choice: str, device: torch.device, pack: bool = False) -> str:
+    """`auto`: on CUDA, flash_attention_2 with flash-attn installed (variable-length kernels
+    from the packed position ids), else for packed rows flex_attention (a block-sparse document
+    mask from the same position ids, torch's own); sdpa otherwise. Every one of them keeps a
+    packed row's samples apart: Hugging Face derives the sample boundaries from the position ids
+    (sdpa and eager get a dense block-diagonal mask: right, but quadratic in the row's length)."""
     if choice != "auto":
         return choice
-    has_flash = importlib.util.find_spec("flash_attn") is not None
-    return "flash_attention_2" if device.type == "cuda" and has_flash else "sdpa"
+    if device.type != "cuda":
+        return "sdpa"
+    if importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "flex_attention" if pack else "sdpa"
 
 
 def load_hf_config(cfg: TrainConfig, vocab_size: int) -> PretrainedConfig:
@@ -63,15 +78,17 @@ def build_sharded_model(
     cfg: TrainConfig, config: PretrainedConfig, device: torch.device, bf16: bool
 ) -> nn.Module:
     """The FSDP2-sharded model on `device`, with rank 0's weights, ready to train."""
-    attn = attention_implementation(cfg.attn_implementation, device)
+    attn = attention_implementation(cfg.attn_implementation, device, cfg.pack)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(
             config, dtype=torch.float32, attn_implementation=attn
         )
     model.config.use_cache = False
-    if cfg.activation_checkpointing:
-        model.activation_checkpointing_enable()
+    apply_kernels(model, resolve_kernels(cfg.kernels, device))
+    policy, offload = cfg.activation_checkpointing, cfg.activation_offload
+    apply_checkpointing(model, policy, auto_layers(cfg, config, device, bf16), offload)
     shard(model, bf16)
+    attach_loss(model, resolve_loss(cfg.loss, device))
     model.to_empty(device=device)
     full = build_full_model(cfg, config, attn) if dist.get_rank() == 0 else None
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
@@ -81,12 +98,29 @@ def build_sharded_model(
     return model
 
 
+def auto_layers(
+    cfg: TrainConfig, config: PretrainedConfig, device: torch.device, bf16: bool
+) -> int:
+    """Layers that `activation_checkpointing: auto` checkpoints: the fewest that fit the GPU's
+    memory by training/memory.py's estimate; all of them where no memory size is known (CPU)."""
+    layers = config.num_hidden_layers
+    if cfg.activation_checkpointing != "auto":
+        return layers
+    gib = cfg.gpu_memory_gib
+    if not gib and device.type == "cuda":
+        gib = torch.cuda.get_device_properties(device).total_memory / GIB
+    if not gib:
+        return layers
+    arch = Arch.from_config(config.to_dict())
+    loss = resolve_loss(cfg.loss, device)
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    found = plan(arch, cfg, world, gib * GIB, loss, 2 if bf16 else 4)
+    return found.checkpointed_layers
+
+
 def shard(model: nn.Module, bf16: bool) -> None:
     """`fully_shard` each decoder layer, then the root (embeddings, final norm, LM head)."""
-    layer_names = set(getattr(model, "_no_split_modules", None) or ())
-    layers = [m for m in model.modules() if type(m).__name__ in layer_names]
-    if not layers:
-        raise TrainingError(f"{type(model).__name__} names no decoder layers (_no_split_modules)")
+    layers = decoder_layers(model)
     policy = MixedPrecisionPolicy(
         param_dtype=torch.bfloat16 if bf16 else None,
         reduce_dtype=torch.float32 if bf16 else None,
@@ -146,3 +180,15 @@ def matmul_params(config: PretrainedConfig, model: nn.Module) -> int:
     total = sum(p.numel() for p in model.parameters())  # shared (tied) parameters count once
     tied = getattr(config, "tie_word_embeddings", False)
     return total if tied else total - config.vocab_size * config.hidden_size
+
+
+def describe_model(cfg: TrainConfig, device: torch.device, model: nn.Module) -> str:
+    """One line: the attention, kernels, loss and checkpointing the run uses."""
+    layers = decoder_layers(model)
+    checkpointed = sum(bool(getattr(layer, "gradient_checkpointing", False)) for layer in layers)
+    return (
+        f"attention {model.config._attn_implementation}, kernels "
+        f"{resolve_kernels(cfg.kernels, device)}, loss {resolve_loss(cfg.loss, device)}, "
+        f"activation checkpointing {cfg.activation_checkpointing} "
+        f"({checkpointed}/{len(layers)} layers)"
+    )

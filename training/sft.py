@@ -56,9 +56,10 @@ from trajlake.training.data import (
     read_mixture,
 )
 from trajlake.training.errors import ChatTemplateError, CheckpointError
-from trajlake.training.metrics import MetricsLog, peak_flops, step_record
+from trajlake.training.metrics import MetricsLog, peak_flops, read_metrics, step_record, summary
 from trajlake.training.model import (
     build_sharded_model,
+    describe_model,
     gather_full_state_dict,
     generation_config,
     load_hf_config,
@@ -134,6 +135,7 @@ def setup(cfg: TrainConfig, resume: bool) -> Run:
     )
     if resume:
         run.start_step = _resume(run)
+    _say(describe_model(cfg, device, model))
     _say(
         f"{len(encoded.examples)} samples ({encoded.truncated} truncated to their last complete "
         f"assistant turn, {encoded.dropped} dropped: no assistant turn fits max_seq_len "
@@ -173,6 +175,9 @@ def train(run: Run) -> None:
         bar.close()
         if log is not None:
             log.close()
+    if rank == 0:
+        records = read_metrics(run.out / "metrics.jsonl")[run.start_step :]
+        _say(f"throughput: {summary(records, world, peak)}")
 
 
 def save(run: Run) -> None:

@@ -1,5 +1,7 @@
 """One optimizer step under FSDP2, and the optimizer and schedule it steps.
 
+The loss of a micro-batch comes from training/loss.py (no full logits).
+
 The step's loss is the sum of per-token losses over the trained tokens of the global batch
 (every rank, every accumulated micro-batch) divided by their number. Ranks first agree on that
 number, so each micro-batch's backward already carries its exact share of the gradient.
@@ -8,19 +10,20 @@ number, so each micro-batch's backward already carries its exact share of the gr
 from __future__ import annotations
 
 import math
+import resource
+import sys
 import time
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.distributed.tensor import DTensor
 from torch.optim.lr_scheduler import LambdaLR
 
-from trajlake.training.chat import IGNORE_INDEX
 from trajlake.training.config import TrainConfig
 from trajlake.training.data import Batch
+from trajlake.training.loss import token_loss_sum
 
 
 @dataclass(frozen=True)
@@ -32,22 +35,8 @@ class StepResult:
     trained_tokens: int
     sum_sq_lengths: int  # sum of squared sample lengths: attention cost
     seconds: float
-
-
-def token_loss_sum(model: nn.Module, batch: Batch) -> torch.Tensor:
-    """Sum of the cross-entropy over the batch's trained tokens (fp32 logits)."""
-    logits = model(
-        input_ids=batch.input_ids,
-        position_ids=batch.position_ids,
-        attention_mask=batch.attention_mask,
-        use_cache=False,  # with a cache, Hugging Face models ignore packed position ids
-    ).logits
-    return F.cross_entropy(
-        logits.flatten(0, 1).float(),
-        batch.targets.flatten(),
-        ignore_index=IGNORE_INDEX,
-        reduction="sum",
-    )
+    padded_tokens: int = 0  # padding positions the global batch computed on
+    peak_memory: int | None = None  # bytes, this rank (see `peak_memory`)
 
 
 def train_step(
@@ -59,9 +48,12 @@ def train_step(
 ) -> StepResult:
     """Forward and backward every micro-batch of this rank, clip, step. Collective: every rank
     calls it with its own micro-batches."""
+    device = batches[0].input_ids.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     world = dist.get_world_size()
-    trained, tokens, sum_sq = _global_counts(batches)
+    trained, tokens, sum_sq, padded = _global_counts(batches)
     loss_sum = torch.zeros((), device=batches[0].input_ids.device)
     for batch in batches:
         loss = token_loss_sum(model, batch)
@@ -79,19 +71,34 @@ def train_step(
     dist.all_reduce(loss_sum)
     loss = float(loss_sum) / trained
     seconds = time.perf_counter() - start
-    return StepResult(loss, float(grad_norm), lr, tokens, trained, sum_sq, seconds)
+    result = (loss, float(grad_norm), lr, tokens, trained, sum_sq, seconds, padded)
+    return StepResult(*result, peak_memory(device))
 
 
-def _global_counts(batches: list[Batch]) -> tuple[int, int, int]:
-    """Trained tokens, real tokens and the sum of squared sample lengths over all ranks."""
+def peak_memory(device: torch.device) -> int | None:
+    """On CUDA, the most memory torch held at once since the step began; on a CPU, the
+    process's peak resident set (since it started: an upper bound); None where neither is
+    known."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    if sys.platform == "linux":
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    return None
+
+
+def _global_counts(batches: list[Batch]) -> tuple[int, int, int, int]:
+    """Trained tokens, real tokens, the sum of squared sample lengths and padding positions
+    over all ranks."""
+    real = sum(sum(b.lengths) for b in batches)
     local = [
         sum(b.n_targets for b in batches),
-        sum(sum(b.lengths) for b in batches),
+        real,
         sum(n * n for b in batches for n in b.lengths),
+        sum(b.input_ids.numel() for b in batches) - real,
     ]
     counts = torch.tensor(local, dtype=torch.long, device=batches[0].input_ids.device)
     dist.all_reduce(counts)
-    return max(1, int(counts[0])), int(counts[1]), int(counts[2])
+    return max(1, int(counts[0])), int(counts[1]), int(counts[2]), int(counts[3])
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

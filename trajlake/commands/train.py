@@ -1,7 +1,8 @@
 """`trajlake train`: the fine-tuning recipe (trajlake.training.sft) under torchrun.
 
 The command builds the torchrun line and replaces itself with it, so signals reach torchrun
-and its exit status is the command's. `--dry-run` prints the line instead.
+and its exit status is the command's. `--dry-run` prints the line instead; `--plan CONFIG`
+prints the per-GPU memory estimate and whether it fits, from the model config alone.
 """
 
 from __future__ import annotations
@@ -35,9 +36,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--config",
         dest="train_config",
         type=Path,
-        required=True,
         metavar="PATH",
         help="training YAML (fields: training/config.py)",
+    )
+    train.add_argument(
+        "--plan",
+        dest="plan_config",
+        type=Path,
+        metavar="CONFIG",
+        help="print the per-GPU memory estimate of CONFIG and whether it fits; train nothing",
+    )
+    train.add_argument(
+        "--gpus", type=int, default=8, metavar="N", help="--plan: GPUs sharing the model (8)"
+    )
+    train.add_argument(
+        "--gpu-mem",
+        type=float,
+        metavar="GiB",
+        help="--plan: memory per GPU (default: the config's gpu_memory_gib, else 80)",
     )
     train.add_argument(
         "--nproc-per-node",
@@ -80,6 +96,11 @@ def cmd_train(args: argparse.Namespace, _overrides: list[str]) -> int:
     missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
     if missing:
         raise TrainingError(f'{" and ".join(missing)} not installed: pip install -e ".[train]"')
+    if args.plan_config is not None:
+        print(plan_text(args.plan_config, args.train_overrides, args.gpus, args.gpu_mem))
+        return 0
+    if args.train_config is None:
+        raise TrainingError("trajlake train needs --config PATH (or --plan CONFIG)")
     if not args.train_config.is_file():
         raise TrainingError(f"training config {args.train_config} not found")
     command = torchrun_command(args)
@@ -92,6 +113,26 @@ def cmd_train(args: argparse.Namespace, _overrides: list[str]) -> int:
     sys.stdout.flush()
     os.execv(sys.executable, command)
     return 0  # not reached: execv replaced this process
+
+
+def plan_text(path: Path, overrides: list[str], gpus: int, gpu_mem: float | None) -> str:
+    """The memory plan of the config at `path` (training/memory.py), allocating nothing."""
+    from trajlake.training.config import load_train_config
+    from trajlake.training.memory import GIB, architecture, format_plan, plan
+
+    if gpus < 1:
+        raise TrainingError(f"--gpus {gpus} must be at least 1")
+    cfg = load_train_config(path, overrides)
+    arch = architecture(cfg)
+    gib = gpu_mem or cfg.gpu_memory_gib or 80.0
+    loss = "chunked" if cfg.loss == "auto" else cfg.loss  # liger's chunks are smaller still
+    found = plan(arch, cfg, gpus, gib * GIB, loss, 4 if cfg.mixed_precision == "fp32" else 2)
+    title = (
+        f"{path.name}: {cfg.micro_batch_tokens:,} tokens per micro-batch and GPU, "
+        f"activation_checkpointing {cfg.activation_checkpointing}"
+        f"{' with offload' if cfg.activation_offload else ''}, loss {loss}"
+    )
+    return format_plan(found, arch, gpus, gib * GIB, title)
 
 
 def _processes(value: str) -> int:
