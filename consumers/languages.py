@@ -3,7 +3,8 @@ module: one `Language` per entry, and which language a path at a commit is writt
 
 Keys of an entry (all but `title`, `extensions` and `comment` optional):
 
-- `title`: the name requests use ("Go"); `extensions`: file suffixes; `comment`: its line comment.
+- `title`: the name requests use ("Go"); `extensions`: file suffixes; `comment`: its line comment;
+  `aliases`: other names configs may use for it (`ts` for typescript).
 - `parser`: `ast` (Python's standard library) or, by default, tree-sitter with `grammar`.
 - `tests`, `generated`: globs of files never sampled (tests; generated code), added to the
   top-level `vendored` and `generated` lists.
@@ -60,6 +61,7 @@ class Language:
     title: str
     extensions: tuple[str, ...]
     comment: str
+    aliases: tuple[str, ...] = ()
     parser: str = "tree-sitter"
     grammar: str = ""
     separator: str = "."
@@ -91,13 +93,18 @@ class Catalog:
     def by_extension(self) -> dict[str, str]:
         return {ext: lang.key for lang in self.languages.values() for ext in lang.extensions}
 
-    def check(self, names: list[str]) -> None:
-        unknown = [n for n in names if n not in self.languages]
+    def resolve(self, names: list[str], where: str = "sampler.languages") -> list[str]:
+        """Language keys for names or aliases (`ts` → typescript); LanguageError on others."""
+        keys = {n: n for n in self.languages} | {
+            a: lang.key for lang in self.languages.values() for a in lang.aliases
+        }
+        unknown = [n for n in names if n.lower() not in keys]
         if unknown:
             raise LanguageError(
-                f"unknown language(s) {', '.join(unknown)} in sampler config; known: "
-                f"{', '.join(self.languages)} (see {DATA})"
+                f"unknown language(s) {', '.join(unknown)} in {where}; known: "
+                f"{', '.join(self.languages)} or an alias of one (see {DATA})"
             )
+        return [keys[n.lower()] for n in names]
 
 
 @cache
@@ -126,6 +133,7 @@ def _language(key: str, entry: dict[str, Any], data: dict[str, Any]) -> Language
         title=entry["title"],
         extensions=tuple(entry["extensions"]),
         comment=entry["comment"],
+        aliases=tuple(entry.get("aliases", ())),
         parser=entry.get("parser", "tree-sitter"),
         grammar=entry.get("grammar", key),
         separator=entry.get("separator", "."),

@@ -29,11 +29,10 @@ def source_files(
 ) -> list[SourceFile]:
     """The files to sample at `commit`, sorted by path (contents still to be read)."""
     cat = cat or catalog()
-    cat.check(list(sampler.languages))
     blobs = tree_blobs(git_dir, commit)
     languages = detect([b.path for b in blobs], cat)
     excluded = linguist_excluded(git_dir, blobs)
-    wanted = set(sampler.languages or cat.languages)
+    wanted = set(cat.resolve(list(sampler.languages)) or cat.languages)
     files = []
     for blob in blobs:
         key = languages.get(blob.path)

@@ -35,6 +35,8 @@ SELECT
   r.repo, r.repo_url, r.commit, r.teacher_id, r.scaffold_id, r.config_hash,
   -- the task
   r.task_id, t.function_file, t.function_name, t.change_type, r.request,
+  -- tasks of schema 1 (before languages) were all Python
+  CASE WHEN t.event_id IS NOT NULL THEN coalesce(t.language, 'python') END AS language,
   -- the PR (T2: the PR it was given; T1: the PR written from it)
   coalesce(nullif(r.pr_id, ''), p.event_id) AS pr_id, coalesce(pg.pr_text, p.pr_text) AS pr_text,
   -- how the rollout ended

@@ -7,8 +7,11 @@ attributes, stubs), with the exact (qualified name, first line, last line) list 
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from test_sampler import config_for, sh, write
 
@@ -17,9 +20,15 @@ from trajlake.consumers.function_sampler import enumerate_functions, process, se
 from trajlake.consumers.languages import LanguageError, catalog, detect, is_generated
 from trajlake.consumers.source_files import linguist_excluded, parse_gitattributes
 from trajlake.consumers.syntax import ParseError, functions_in
+from trajlake.errors import ConfigError, LakeError
+from trajlake.lake import Lake, compact, run_sql
+from trajlake.lake.files import partition_dir
+from trajlake.lake.mixture_spec import MixtureSpec, load_spec
+from trajlake.lake.store import events_table
 from trajlake.producers.commits import poll_new_commits
 from trajlake.producers.git import tree_blobs
 from trajlake.repos import Repo
+from trajlake.schemas import TaskEvent
 
 pytestmark = pytest.mark.languages
 SOURCES = Path(__file__).with_name("languages")
@@ -399,3 +408,53 @@ def test_n_mode_at_a_polyglot_commit_is_fair_and_weights_change_it(tmp_path, pol
     )
     assert sorted(t.language for t in weighted) == ["go", "go", "go", "go", "python"]
     assert SamplerConfig().languages == []
+
+
+# -- tasks know their language in the lake --------------------------------------------------
+
+
+def test_a_lake_of_schema_1_tasks_reads_as_python_after_compaction(tmp_path):
+    lake = Lake(tmp_path)
+    old = events_table("tasks", [_task("old", "python")]).drop_columns(["language"])
+    folder = partition_dir(tmp_path, "tasks", "proj", dt.date(2024, 5, 1))
+    folder.mkdir(parents=True)
+    pq.write_table(
+        old.set_column(3, "schema_version", pa.array([1], pa.int64())), folder / "v1.parquet"
+    )
+    lake.write("tasks", [_task("new", "go")], "v2", date=dt.date(2024, 5, 2))
+    with pytest.raises(LakeError, match="run `trajlake lake compact`"):
+        run_sql(tmp_path, "SELECT language FROM tasks", "csv")
+
+    compact(tmp_path)
+
+    rows = {(t.event_id, t.language, t.schema_version) for t in lake.read_events("tasks")}
+    assert rows == {("old", "python", 1), ("new", "go", 2)}
+
+
+def test_mixture_sources_select_languages_by_key_or_alias(tmp_path):
+    source = {"name": "s", "count": 1, "languages": ["go", "ts", "C#"]}
+    spec = MixtureSpec.model_validate({"name": "m", "sources": [source]})
+    assert spec.sources[0].languages == ["go", "typescript", "csharp"]
+    assert "language IN ('go', 'typescript', 'csharp')" in spec.sources[0].condition()
+    path = tmp_path / "m.yaml"
+    path.write_text("name: m\nsources:\n  - {name: s, count: 1, languages: [cobol]}\n")
+    with pytest.raises(ConfigError, match="unknown language.*cobol.*known: python"):
+        load_spec(path)
+    dagger = {"name": "d", "count": 1, "kind": "dagger", "languages": ["go"]}
+    with pytest.raises(ValueError, match="cannot take languages"):
+        MixtureSpec.model_validate({"name": "m", "sources": [dagger]})
+
+
+def _task(event_id: str, language: str) -> TaskEvent:
+    return TaskEvent(
+        event_id=event_id,
+        stage="function_sampler",
+        repo="proj",
+        function_file="a.go" if language == "go" else "a.py",
+        function_name="f",
+        line_start=1,
+        line_end=3,
+        change_type="naming",
+        request="r",
+        language=language,
+    )

@@ -13,12 +13,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from helpers import git_repo
 
 from trajlake.bus import open_bus
 from trajlake.demo import demo_config, ensure_tokenizer
 from trajlake.lake import Lake
+from trajlake.lake.mixture_spec import MixtureSpec
+from trajlake.lake.mixtures import build
 from trajlake.pipeline import run_pipeline
 from trajlake.producers.commits import watch
 from trajlake.repos import Registry
@@ -117,3 +120,14 @@ def test_go_typescript_and_python_tasks_go_all_the_way_to_samples(tmp_path: Path
         "SELECT language, count(*) FROM tasks GROUP BY 1 ORDER BY 1"
     ).fetchall()
     assert by_language == [("go", 2), ("python", 1), ("typescript", 2)]
+
+    spec = MixtureSpec.model_validate(
+        {
+            "name": "go-ts",
+            "sources": [{"name": "web-and-go", "count": 100, "languages": ["go", "ts"]}],
+        }
+    )
+    out, manifest = build(spec, config.lake.root, tmp_path / "mixtures", config.hash())
+    chosen = pq.read_table(out / "data.parquet").column("task_id").to_pylist()
+    languages = dict(con.execute("SELECT event_id, language FROM tasks").fetchall())
+    assert chosen and {languages[t] for t in chosen} == {"go", "typescript"}
