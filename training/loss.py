@@ -108,10 +108,11 @@ def head_loss_sum(
 
 
 def chunked_linear_cross_entropy(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = CHUNK_TOKENS
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int | None = None
 ) -> torch.Tensor:
-    """sum_i CE(hidden[i] @ weight.T, targets[i]) over every row, `chunk` rows at a time."""
-    return _ChunkedLinearCrossEntropy.apply(hidden, weight, targets, chunk)
+    """sum_i CE(hidden[i] @ weight.T, targets[i]) over every row, `chunk` rows at a time
+    (CHUNK_TOKENS by default)."""
+    return _ChunkedLinearCrossEntropy.apply(hidden, weight, targets, chunk or CHUNK_TOKENS)
 
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
