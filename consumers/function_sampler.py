@@ -22,15 +22,13 @@ import logging
 import random
 import sys
 from collections import Counter
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from trajlake.config import Config, SamplerConfig
 from trajlake.consumers import languages as langs
-from trajlake.consumers.python_syntax import python_functions
+from trajlake.consumers.functions import Function, parse_files
 from trajlake.consumers.source_files import source_files
-from trajlake.consumers.syntax import functions_in
 from trajlake.consumers.taxonomy import TAXONOMY, ChangeType, render
 from trajlake.errors import TrajlakeError
 from trajlake.producers.git import changed_lines, read_blobs
@@ -45,29 +43,6 @@ NAME = "function_sampler"
 
 class SamplerError(TrajlakeError):
     """A commit event the sampler cannot work on."""
-
-
-@dataclass(frozen=True)
-class Function:
-    """A function or method at a commit.
-
-    Attributes:
-        file: path relative to the repository root.
-        qualname: by its language's convention: `Class.method`, `outer.inner`,
-            `pkg.(*Recv).Method`, `Type::method`, `Mod::Class#method` (languages.yaml).
-        line_start: first line, decorators included; line_end: last line.
-        id_name: the name its task ids are made from: `qualname`, or `qualname@line_start`
-            for a later definition of a name already defined in the file (property setters,
-            overloads).
-        language: a key of languages.yaml.
-    """
-
-    file: str
-    qualname: str
-    line_start: int
-    line_end: int
-    id_name: str
-    language: str = "python"
 
 
 def make_stage(config: Config) -> Stage:
@@ -122,17 +97,21 @@ def functions_at(
     if only is not None:
         files = [f for f in files if f.path in only]
     contents = read_blobs(git_dir, sorted({f.sha for f in files}))
+    todo = [
+        (f.path, f.language, contents[f.sha])
+        for f in files
+        if not langs.is_generated(f.path, contents[f.sha], cat.languages[f.language], cat)
+    ]
     functions: list[Function] = []
     unparsed: Counter[str] = Counter()
-    for file in files:
-        source = contents[file.sha]
-        if langs.is_generated(file.path, source, cat.languages[file.language], cat):
-            continue
-        try:
-            functions += enumerate_functions(source, file.path, sampler.skip_trivial, file.language)
-        except (SyntaxError, ValueError, RecursionError) as e:
-            unparsed[file.language] += 1
-            log.info("%s at %s does not parse, skipped: %s", file.path, commit[:12], e)
+    for (path, language, _), result in zip(
+        todo, parse_files(todo, sampler.skip_trivial, sampler.workers), strict=True
+    ):
+        if isinstance(result, str):
+            unparsed[language] += 1
+            log.info("%s at %s does not parse, skipped: %s", path, commit[:12], result)
+        else:
+            functions += result
     return functions, dict(unparsed)
 
 
@@ -147,30 +126,6 @@ def is_generated(path: str, source: bytes) -> bool:
     if language is None:
         return False
     return langs.is_generated(path, source, langs.catalog().languages[language])
-
-
-def enumerate_functions(
-    source: bytes, path: str, skip_trivial: bool = True, language: str | None = None
-) -> list[Function]:
-    """Functions and methods of one file, in line order (its language from its extension unless
-    given); SyntaxError (Python) or syntax.ParseError when it does not parse."""
-    language = language or langs.detect([path]).get(path)
-    if language is None:
-        raise SamplerError(f"{path}: no language in languages.yaml has its extension")
-    if language == "python":
-        found = python_functions(source, path)
-    else:
-        found = functions_in(source, langs.catalog().languages[language])
-    functions: list[Function] = []
-    seen: set[str] = set()
-    for f in found:
-        id_name = f.qualname if f.qualname not in seen else f"{f.qualname}@{f.line_start}"
-        seen.add(f.qualname)
-        if not (skip_trivial and f.trivial):
-            functions.append(
-                Function(path, f.qualname, f.line_start, f.line_end, id_name, language)
-            )
-    return functions
 
 
 def select(

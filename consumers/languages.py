@@ -165,8 +165,18 @@ def _rule(opts: dict[str, Any]) -> NodeRule:
 
 def matches(path: str, patterns: tuple[str, ...] | list[str]) -> bool:
     """A pattern without `/` matches the file name, one with `/` the whole path."""
-    name = path.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatchcase(path if "/" in p else name, p) for p in patterns)
+    by_name, by_path = _compiled(tuple(patterns))
+    return bool(by_name.match(path.rsplit("/", 1)[-1]) or by_path.match(path))
+
+
+@cache
+def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """One regex for the name patterns, one for the path patterns (fnmatch's syntax)."""
+
+    def union(globs: list[str]) -> re.Pattern[str]:
+        return re.compile("|".join(fnmatch.translate(g) for g in globs) or "(?!)")
+
+    return union([p for p in patterns if "/" not in p]), union([p for p in patterns if "/" in p])
 
 
 def detect(paths: list[str], cat: Catalog | None = None) -> dict[str, str]:

@@ -28,6 +28,7 @@ _CONTAINERS = frozenset(
     }
 )  # fmt: skip
 _GENERICS = re.compile(r"<[^<>]*>|\[[^\[\]]*\]")
+Part = tuple[str | None, str]  # a piece of a qualified name: (separator before it, name)
 _local = threading.local()  # a tree-sitter Parser is not safe to share between threads
 
 
@@ -48,53 +49,74 @@ class Found:
 def functions_in(source: bytes, lang: Language, cat: Catalog | None = None) -> list[Found]:
     """Every function, method, constructor and named closure of one file, in line order;
     ParseError when the file does not parse."""
-    tree = _parser(lang.grammar).parse(source)
+    tree = parser(lang.grammar).parse(source)
     root = tree.root_node
     if root.has_error:
         raise ParseError(f"{lang.title} syntax error near line {_first_error(root)}")
     cat = cat or catalog()
-    prefix = _package(root, lang)
     found: list[Found] = []
-    for node in _candidates(lang, root):
-        rule = lang.functions.get(node.type)
-        if rule is None:  # a binding: a function only when its value is a closure
-            rule = lang.bindings[node.type]
-            value = _unwrap(_follow(node, rule.value))
-            if value is None or value.type not in lang.lambdas:
-                continue
-            body_owner = value
+    stack: list[tuple[int, Part | None]] = []  # enclosing captured nodes: (end byte, name)
+    prefix = package(root, lang)
+    for node in _captured(lang, root):
+        while stack and stack[-1][0] <= node.start_byte:
+            stack.pop()
+        kind = node.type
+        rule = lang.functions.get(kind) or lang.bindings.get(kind)
+        if rule is None:  # a scope
+            rule = lang.scopes[kind]
+            name = _GENERICS.sub("", _name(node, rule, lang)).strip()
         else:
-            body_owner = node
-            if _body(node, lang) is None and not lang.bodyless_is_empty:
-                continue  # a declaration: an abstract method, a prototype, an overload signature
-        name = _name(node, rule, lang)
-        if not name:
-            continue
-        parts = [*prefix, *_scope_names(node, lang), (rule.sep, name)]
-        qualname = _join(parts, lang)
-        start = _start_line(node, lang)
-        trivial = is_trivial(body_owner, lang, cat)
-        found.append(Found(qualname, start, node.end_point[0] + 1, trivial))
+            name = _name(node, rule, lang)
+            outer = prefix + [part for _, part in stack if part]
+            if name and (f := definition(node, lang, cat, outer, name)):
+                found.append(f)
+        stack.append((node.end_byte, (rule.sep, name) if name else None))
     return sorted(found, key=lambda f: (f.line_start, f.line_end))
 
 
-def _candidates(lang: Language, root: Node) -> list[Node]:
+def definition(
+    node: Node, lang: Language, cat: Catalog, outer: list[Part], name: str | None = None
+) -> Found | None:
+    """The function `node` defines (a definition with a body, or a binding of a closure to a
+    name), or None; `outer`: the names around it (package, scopes: see `enclosing`)."""
+    rule = lang.functions.get(node.type)
+    if rule is None:  # a binding: a function only when its value is a closure
+        rule = lang.bindings.get(node.type)
+        value = _unwrap(_follow(node, rule.value)) if rule else None
+        if value is None or value.type not in lang.lambdas:
+            return None
+        body_owner = value
+    else:
+        body_owner = node
+        if _body(node, lang) is None and not lang.bodyless_is_empty:
+            return None  # a declaration: an abstract method, a prototype, an overload signature
+    name = name or _name(node, rule, lang)
+    if not name:
+        return None
+    qualname = _join([*outer, (rule.sep, name)], lang)
+    trivial = is_trivial(body_owner, lang, cat)
+    return Found(qualname, _start_line(node, lang), node.end_point[0] + 1, trivial)
+
+
+def _captured(lang: Language, root: Node) -> list[Node]:
+    """Definitions, bindings and scopes, in document order, an enclosing node first."""
     captures = QueryCursor(_query(lang.key, lang.grammar)).captures(root)
-    nodes = captures.get("def", [])
-    return sorted(nodes, key=lambda n: n.start_byte)
+    nodes = [n for group in captures.values() for n in group]
+    return sorted(nodes, key=lambda n: (n.start_byte, -n.end_byte))
 
 
 @cache
 def _query(key: str, grammar: str) -> Query:
     lang = catalog().languages[key]
-    types = sorted(set(lang.functions) | set(lang.bindings))
+    types = sorted(set(lang.functions) | set(lang.bindings) | set(lang.scopes))
     try:
         return Query(get_language(grammar), "[" + " ".join(f"({t})" for t in types) + "] @def")
     except Exception as e:  # tree-sitter raises QueryError (or NameError) on unknown node types
         raise LanguageError(f"languages.yaml: {key}: a node type is not in {grammar}: {e}") from e
 
 
-def _parser(grammar: str):
+def parser(grammar: str):
+    """This thread's tree-sitter parser for `grammar`."""
     parsers = _local.__dict__.setdefault("parsers", {})
     if grammar not in parsers:
         parsers[grammar] = get_parser(grammar)
@@ -157,8 +179,9 @@ def _receiver(params: Node | None) -> str:
     return f"(*{text})" if pointer else text
 
 
-def _scope_names(node: Node, lang: Language) -> list[tuple[str | None, str]]:
-    """(separator, name) of the enclosing scopes, functions and bindings, outermost first."""
+def enclosing(node: Node, lang: Language) -> list[Part]:
+    """(separator, name) of the enclosing scopes, functions and bindings, outermost first,
+    found by walking up the parents (`functions_in` knows them from its query instead)."""
     names: list[tuple[str | None, str]] = []
     parent = node.parent
     while parent is not None:
@@ -174,7 +197,7 @@ def _scope_names(node: Node, lang: Language) -> list[tuple[str | None, str]]:
     return names[::-1]
 
 
-def _package(root: Node, lang: Language) -> list[tuple[str | None, str]]:
+def package(root: Node, lang: Language) -> list[Part]:
     if not lang.package:
         return []
     clause = next((c for c in root.named_children if c.type == lang.package), None)
@@ -216,18 +239,11 @@ def is_trivial(owner: Node, lang: Language, cat: Catalog) -> bool:
     if body is None:
         return lang.bodyless_is_empty and owner.type in lang.functions
     node = body
-    while True:
-        inner = [c for c in node.named_children if c.type not in _COMMENTS]
-        if node.type not in _CONTAINERS or len(inner) != 1:
-            break
+    while node.type in _CONTAINERS:
+        inner = _statements(node)
+        if len(inner) != 1:
+            return not inner  # empty; or more than one statement
         node = inner[0]
-    if node.type in _CONTAINERS:
-        statements = [c for c in node.named_children if c.type not in _COMMENTS]
-        if not statements:
-            return True
-        if len(statements) > 1:
-            return False
-        node = statements[0]
     if cat.not_implemented.search(node.text.decode(errors="replace").strip()):
         return True
     if node.type in lang.returns:
@@ -236,3 +252,15 @@ def is_trivial(owner: Node, lang: Language, cat: Catalog) -> bool:
             return True
         node = _unwrap(values[0]) if len(values) == 1 else values[0]
     return node is not None and node.type in lang.values
+
+
+def _statements(node: Node, most: int = 2) -> list[Node]:
+    """Up to `most` named children that are not comments (enough to tell 0, 1 or more)."""
+    found = []
+    for i in range(node.named_child_count):
+        child = node.named_child(i)
+        if child.type not in _COMMENTS:
+            found.append(child)
+            if len(found) == most:
+                break
+    return found

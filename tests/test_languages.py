@@ -16,7 +16,8 @@ import pytest
 from test_sampler import config_for, sh, write
 
 from trajlake.config import SamplerConfig
-from trajlake.consumers.function_sampler import enumerate_functions, process, select, shares
+from trajlake.consumers.function_sampler import process, select, shares
+from trajlake.consumers.functions import Function, enumerate_functions, parse_files
 from trajlake.consumers.languages import LanguageError, catalog, detect, is_generated
 from trajlake.consumers.source_files import linguist_excluded, parse_gitattributes
 from trajlake.consumers.syntax import ParseError, functions_in
@@ -255,6 +256,25 @@ def test_every_language_has_a_grammar_and_its_node_types_exist(language):
     assert lang.title and lang.extensions and lang.comment
 
 
+def test_parser_processes_give_what_this_process_gives_errors_included():
+    items = [
+        (f"src/{name}", EXPECTED_LANGUAGE[name], (SOURCES / name).read_bytes())
+        for name in sorted(EXPECTED_LANGUAGE)
+    ] * 3 + [("bad.go", "go", b"package a\nfunc ( {\n"), ("bad.py", "python", b"def (:\n")]
+
+    here = parse_files(items, skip_trivial=True, workers=1)
+    pooled = parse_files(items, skip_trivial=True, workers=2)
+
+    assert pooled == here
+    assert [r for r in here if isinstance(r, str)] == [
+        "ParseError: Go syntax error near line 2",
+        "SyntaxError: invalid syntax (bad.py, line 1)",
+    ]
+
+
+EXPECTED_LANGUAGE = {name: language for language, (name, _, _) in EXPECTED.items()}
+
+
 def test_a_syntax_error_raises_parse_error_naming_the_line():
     with pytest.raises(ParseError, match="Go syntax error near line 2"):
         functions_in(b"package a\nfunc f( {\n}\n", catalog().languages["go"])
@@ -315,8 +335,6 @@ def test_fair_shares_follow_function_counts_unless_weights_say_otherwise():
 
 
 def test_n_mode_draws_from_every_language():
-    from trajlake.consumers.function_sampler import Function
-
     functions = [
         Function(f"{k}{i}", f"f{i}", 1, 9, f"f{i}", k) for k in ("go", "ts") for i in range(40)
     ]

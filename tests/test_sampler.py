@@ -21,14 +21,13 @@ from trajlake.config import (
 )
 from trajlake.consumers.function_sampler import (
     NAME,
-    Function,
-    enumerate_functions,
     is_generated,
     is_skipped,
     process,
     redraw,
     select,
 )
+from trajlake.consumers.functions import Function, enumerate_functions
 from trajlake.consumers.languages import catalog
 from trajlake.consumers.taxonomy import BY_KEY, TAXONOMY, render
 from trajlake.lake import Lake

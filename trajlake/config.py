@@ -260,6 +260,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     Values in overrides are parsed as YAML scalars, so `runner.concurrency=8` is an int and
     `sandbox.allow_unsafe_local=true` a bool.
     """
+    workers: int = Field(
+        0,
+        ge=0,
+        description="processes that parse a commit's files; 0: one per CPU (at most 8) for "
+        "commits of 256 files or more, this process alone for smaller ones; 1: never others",
+    )
     data: dict[str, Any] = {}
     if path is None and Path(DEFAULT_CONFIG_FILE).exists():
         path = DEFAULT_CONFIG_FILE
