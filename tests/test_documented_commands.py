@@ -51,6 +51,8 @@ PLACEHOLDERS: dict[str, str] = {
     "SPEC.yaml": "{scratch}/described.yaml",  # the demo's spec, named `described`
     "training/configs/tiny-cpu.yaml": "{root}/training/configs/tiny-cpu.yaml",
     "training.yaml": "{root}/training/configs/tiny-cpu.yaml",
+    "training/configs/qwen3-8b-32k.yaml": "{root}/training/configs/qwen3-8b-32k.yaml",
+    "training/configs/qwen3-32b-32k.yaml": "{root}/training/configs/qwen3-32b-32k.yaml",
     "stage NAME": "stage function_sampler",
     "mixture show NAME": "mixture show myproj-v1",  # what `mixture example > spec.yaml` built
     "mixture check NAME": "mixture check myproj-v1",
