@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trajlake.training.chat import template_inputs
 from trajlake.training.config import TrainConfig, load_train_config
 from trajlake.training.data import collate, encode_mixture, plan_steps, read_mixture
-from trajlake.training.metrics import read_metrics
+from trajlake.training.metrics import read_metrics, summary
 from trajlake.training.model import build_full_model, load_hf_config
 from trajlake.training.step import token_loss_sum
 
@@ -92,6 +92,18 @@ def test_loss_falls(runs: Runs) -> None:
     losses = [r["loss"] for r in read_metrics(runs.a / "metrics.jsonl")]
     assert len(losses) >= 12
     assert sum(losses[-3:]) / 3 < 0.7 * losses[0]
+
+
+def test_metrics_give_throughput_per_gpu_padding_and_memory(runs: Runs) -> None:
+    records = read_metrics(runs.a / "metrics.jsonl")
+    for record in records:
+        assert record["tokens_per_s_per_gpu"] == pytest.approx(record["tokens_per_s"] / 2)
+        assert record["padded_tokens"] == 0 and record["padding_share"] == 0.0  # packed rows
+        assert record["peak_memory_gib"] > 0  # CPU: the process's peak resident set
+        assert record["flops"] > 0 and record["mfu"] is None  # no known peak FLOP/s on a CPU
+    line = summary(records, world=2, peak=None)
+    assert "tokens/s per GPU" in line and "padding 0.0%" in line
+    assert f"steps 2-{records[-1]['step']}" in line
 
 
 def test_step0_under_sharding_equals_one_process(runs: Runs) -> None:

@@ -3,6 +3,8 @@ gradients, packed rows against the same samples padded, and the choice of implem
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -19,6 +21,7 @@ from trajlake.training.loss import (
     resolve_loss,
     token_loss_sum,
 )
+from trajlake.training.model import attention_implementation
 
 pytestmark = pytest.mark.training
 
@@ -156,6 +159,16 @@ def test_an_attached_loss_is_the_one_used() -> None:
         attach_loss(model, "no-such-loss")
         with pytest.raises(TrainingError, match="unknown loss"):
             token_loss_sum(model, batch)
+
+
+def test_packed_rows_get_an_attention_that_keeps_samples_apart() -> None:
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    assert attention_implementation("auto", cpu, pack=True) == "sdpa"  # block-diagonal mask
+    assert attention_implementation("auto", cuda, pack=False) == "sdpa"
+    flash = importlib.util.find_spec("flash_attn") is not None
+    expected = "flash_attention_2" if flash else "flex_attention"  # varlen, or a document mask
+    assert attention_implementation("auto", cuda, pack=True) == expected
+    assert attention_implementation("eager", cuda, pack=True) == "eager"
 
 
 def test_liger_is_chosen_only_where_it_runs() -> None:

@@ -1,0 +1,43 @@
+"""bench/train.py's GPU part: a clear skip without CUDA, and the goals it checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+import train_gpu  # noqa: E402  (bench/ is a folder of scripts, not a package)
+
+pytestmark = pytest.mark.training
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="runs the GPU part where CUDA is present")
+def test_the_gpu_part_skips_with_a_message_without_cuda() -> None:
+    command = [sys.executable, str(BENCH / "train.py"), "--gpu-only"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("GPU part skipped: no CUDA device here")
+
+
+def test_the_report_checks_the_issues_goals() -> None:
+    row = train_gpu.Row
+    rows = [
+        row("recipe", 8192, 30000.0, 0.40, 30.0, ""),
+        row("plain HF loop", 8192, 18000.0, 0.25, 38.4, ""),
+        row("plain HF loop + Liger", 8192, None, None, None, "liger-kernel not installed"),
+        row("recipe", 32768, 17000.0, 0.44, 33.0, ""),
+        row("plain HF loop", 32768, 14000.0, 0.31, 92.4, ""),
+        row("plain HF loop + Liger", 32768, 17155.0, 0.375, 32.2, ""),
+    ]
+    lines = train_gpu.report(rows)
+    assert len(lines) == 1 + len(rows) + 2
+    assert lines[-2] == ("goals at 8192: MFU >= 35%: met, ahead of the baselines that ran: met")
+    assert lines[-1] == (
+        "goals at 32768: MFU >= 45%: NOT met, peak <= 35 GiB: met, "
+        "ahead of the baselines that ran: NOT met"
+    )
