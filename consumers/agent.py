@@ -27,7 +27,7 @@ from trajlake.consumers.scaffold_spec import Scaffold
 from trajlake.errors import ConfigError, TrajlakeError
 from trajlake.sandbox import Sandbox
 from trajlake.teacher.client import Teacher
-from trajlake.teacher.reply import SOURCE_KEY
+from trajlake.teacher.reply import SOURCE_KEY, TeacherReply
 
 # mini-swe-agent prints a banner on import unless told not to.
 os.environ.setdefault("MSWEA_SILENT_STARTUP", "1")
@@ -96,15 +96,23 @@ class TeacherModel:
         self.cost_usd = 0.0
 
     def query(self, messages: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+        return self.step(self.ask(self.teacher, messages, "agent"))
+
+    def ask(self, policy: Teacher, messages: list[dict[str, Any]], purpose: str) -> TeacherReply:
+        """One call to `policy` for the next turn, counted against the rollout's token limit."""
         self.progress.tick()
         if self.prompt_tokens + self.completion_tokens >= self.config.token_limit:
             raise LimitsExceeded(_exit("LimitsExceeded", "token limit"))
         tools = self.scaffold.tool_schemas()
-        reply = self.teacher.chat(_for_api(messages), tools=tools, purpose="agent")
+        reply = policy.chat(_for_api(messages), tools=tools, purpose=purpose)
         self.progress.tick()
         self.prompt_tokens += reply.prompt_tokens
         self.completion_tokens += reply.completion_tokens
         self.cost_usd += reply.cost_usd
+        return reply
+
+    def step(self, reply: TeacherReply) -> dict[str, Any]:
+        """The reply as mini-swe-agent's next message: its actions, or a FormatError."""
         message = dict(reply.message)
         extra = {"cost": reply.cost_usd}
         try:
@@ -138,6 +146,10 @@ class TeacherModel:
         return {"info": {"config": {"model": public, "model_type": "trajlake.TeacherModel"}}}
 
 
+#: Builds an attempt's model: (teacher, agent config, progress, scaffold, actions) -> model.
+ModelFactory = Callable[[Teacher, AgentConfig, "_Progress", Scaffold, Actions], TeacherModel]
+
+
 class SandboxEnvironment:
     """mini-swe-agent's Environment protocol over a trajlake `Sandbox`."""
 
@@ -168,10 +180,12 @@ def run_agent(
     scaffold: Scaffold,
     trajectory_file: Path | None = None,
     on_sandbox_done: Callable[[Sandbox, AgentResult], None] | None = None,
+    make_model: ModelFactory | None = None,
 ) -> AgentResult:
     """Run one rollout; restart it on a fresh sandbox when it stalls (at most max_requeues).
 
-    `on_sandbox_done` sees the sandbox before it is closed (to take the patch).
+    `on_sandbox_done` sees the sandbox before it is closed (to take the patch). `make_model`
+    builds each attempt's model (default: `TeacherModel`; DAgger mixes in a student).
     """
     for restart in range(config.max_requeues + 1):
         result = _watched(
@@ -184,6 +198,7 @@ def run_agent(
                 progress,
                 trajectory_file,
                 on_sandbox_done,
+                make_model or TeacherModel,
             ),
             config.no_progress_s,
         )
@@ -228,11 +243,12 @@ def _attempt(
     progress: _Progress,
     trajectory_file: Path | None,
     on_sandbox_done: Callable[[Sandbox, AgentResult], None] | None,
+    make_model: ModelFactory,
 ) -> AgentResult:
     start = time.monotonic()
     with open_sandbox() as sandbox:
         actions = Actions(scaffold, sandbox)
-        model = TeacherModel(teacher, config, progress, scaffold, actions)
+        model = make_model(teacher, config, progress, scaffold, actions)
         agent = DefaultAgent(
             model,
             SandboxEnvironment(sandbox, progress, actions),

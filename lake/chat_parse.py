@@ -98,9 +98,13 @@ def difference(
         parsed = parse(turns, style, tools)
     except StyleError as e:
         return f"does not parse as {style}: {e}"
-    wrong = [i for i, t in enumerate(turns, 1) if t.get("train") != (t["role"] == "assistant")]
+    wrong = [i for i, t in enumerate(turns, 1) if t["role"] != "assistant" and t.get("train")]
     if wrong:
-        return f"turn {wrong[0]}: train must be true for assistant turns, false for the others"
+        return f"turn {wrong[0]}: train must be false for turns other than the assistant's"
+    trained = [m.get("train") is not False for m in messages if m["role"] == "assistant"]
+    flags = [t.get("train") for t in turns if t["role"] == "assistant"]
+    if flags != trained:
+        return f"assistant turns' train flags are {flags}, the sample's {trained}"
     if turns[0]["content"] != system_text(parsed[0]["content"], tools, style):
         return "turn 1 (system): its tools block does not list the sample's tools"
     pairs = zip_longest(comparable(messages), comparable(parsed))

@@ -1,7 +1,8 @@
 """A conversation with tool calls written into its text, the shape axolotl and LLaMA-Factory read.
 
 `render` turns OpenAI-style messages (tool_calls, tool results, reasoning_content) into turns
-{role, content, train}: system, user and assistant only, `train` true for assistant turns. The
+{role, content, train}: system, user and assistant only, `train` true for assistant turns (but
+those whose message says `train: false`, as DAgger's student turns do). The
 tool schemas go into the system turn, calls into the assistant text, results into user turns;
 `<think>\\n{reasoning_content}\\n</think>\\n\\n` comes first in an assistant turn that has
 reasoning. chat_parse reads such turns back.
@@ -82,8 +83,9 @@ def render(
     previous = "system"
     for message in messages[1:]:
         role, content = message["role"], message.get("content") or ""
-        if role == "assistant":
-            turns.append(_turn(role, _assistant_text(message, style, types)))
+        if role == "assistant":  # trained unless the sample says not (`train: false`)
+            turn = _turn(role, _assistant_text(message, style, types))
+            turns.append(turn | {"train": message.get("train") is not False})
         elif role == "tool" and style == "hermes":
             wrapped = f"{RESPONSE_OPEN}{content}{RESPONSE_CLOSE}"
             if previous == "tool":

@@ -15,8 +15,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from trajlake.consumers.languages import LanguageError, catalog
 from trajlake.errors import ConfigError
 from trajlake.lake.chat_styles import Style
 from trajlake.lake.views import quote_literal
@@ -30,34 +38,8 @@ MESSAGE_TYPE = (
 )
 
 
-EXAMPLE = """\
-name: myproj-v1              # the directory under lake.mixtures
-seed: 7                      # ties and random order come from it: same spec, same bytes
-context_budget: 32768        # tokens; a budget the filter measured (filter.budgets).
-                             # Samples are cut there (ordered truncation) and ordered by it
-order: truncation            # truncation: fully fitting first, then highest ratio | random
-dedup_by_patch: true         # one sample per (repo, rollout, patch)
-total: 8000                  # samples in all; needed when a source asks for a share
-specialization:              # optional: this share of every source from the target repos
-  repos: [myproj]
-  ratio: 0.75
-sources:                     # a row matching several sources counts for the first one
-  - name: t2-soft
-    rollout: t2              # t1 | t2
-    min_recall: 0.5          # verifier recall >= 0.5 (soft verification)
-    exit_status: [Submitted]
-    share: 0.5               # or count: N
-  - name: t1-small
-    rollout: t1
-    max_patch_lines: 40      # changed lines
-    max_tool_tokens: 600     # longest tool output, in tokens
-    min_truncation_ratio: 0.5
-    # also: repos: [...], teachers: [teacher ids]
-    where: "self_eval = 'yes' AND NOT duplicate"   # any SQL on the trajectories view
-    share: 0.5
-export:                      # optional: also write data.<style>.jsonl for axolotl/LLaMA-Factory:
-  styles: [hermes]           # turns {role, content, train}, tool calls written into the text:
-                             # hermes (<tool_call> JSON) | xml (<function=NAME>) | raw (JSON)"""
+#: A spec with every field, commented (`trajlake mixture example` prints it).
+EXAMPLE = Path(__file__).with_name("mixture_example.yaml").read_text().rstrip("\n")
 
 
 #: Columns of `trajectories` a mixture row is made from (read for the chosen rows only).
@@ -93,6 +75,18 @@ class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+#: Fields that only mean something for one kind of source.
+SVG_ONLY = (
+    "rollout",
+    "min_recall",
+    "max_patch_lines",
+    "max_tool_tokens",
+    "min_truncation_ratio",
+    "languages",
+)
+DAGGER_ONLY = ("iterations", "students", "max_label_samples_per_rollout", "label_pick")
+
+
 class Source(_Spec):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="label of the source")
     count: int | None = Field(None, ge=0, description="samples wanted from this source")
@@ -105,14 +99,47 @@ class Source(_Spec):
         None, ge=0, le=1, description="truncation ratio at the context budget at least"
     )
     repos: list[str] | None = Field(None, description="only these repositories")
+    languages: list[str] | None = Field(
+        None,
+        description="only tasks in these languages: keys or aliases of "
+        "consumers/languages.yaml (go, ts, typescript, rust, …)",
+    )
     teachers: list[str] | None = Field(None, description="only these teacher ids")
     exit_status: list[str] | None = Field(None, description="only rollouts that ended so")
     where: str | None = Field(None, description="any SQL condition on `trajectories`")
+    kind: Literal["svg", "dagger"] = Field(
+        "svg", description="svg: SVG trajectories; dagger: DAgger labels (rollouts_dagger)"
+    )
+    iterations: Literal["all", "last"] | list[int] = Field(
+        "all", description="dagger: all (the aggregate DAgger trains on) | last | [1, 2, ...]"
+    )
+    students: list[str] | None = Field(None, description="dagger: only these student ids")
+    max_label_samples_per_rollout: int | None = Field(
+        None, ge=0, description="dagger: at most this many label samples per rollout"
+    )
+    label_pick: Literal["newest", "uniform"] = Field(
+        "newest", description="dagger: which labels a cap keeps (uniform: seeded draw)"
+    )
+
+    @field_validator("languages")
+    @classmethod
+    def _language_keys(cls, names: list[str] | None) -> list[str] | None:
+        """Aliases (ts) become keys (typescript); an unknown name fails the spec's load."""
+        try:
+            return None if names is None else catalog().resolve(names, "languages")
+        except LanguageError as e:
+            raise ValueError(str(e)) from None
 
     @model_validator(mode="after")
     def _one_amount(self) -> Source:
         if (self.count is None) == (self.share is None):
             raise ValueError(f"source {self.name!r}: give exactly one of count or share")
+        wrong = SVG_ONLY if self.kind == "dagger" else DAGGER_ONLY
+        given = [name for name in wrong if name in self.model_fields_set]
+        if given:
+            raise ValueError(
+                f"source {self.name!r} (kind {self.kind}) cannot take {', '.join(given)}"
+            )
         return self
 
     def condition(self) -> str:
@@ -127,6 +154,7 @@ class Source(_Spec):
         if self.min_truncation_ratio is not None:
             parts.append(f"ratio >= {self.min_truncation_ratio!r}")
         for column, values in (
+            ("language", self.languages),
             ("repo", self.repos),
             ("teacher_id", self.teachers),
             ("exit_status", self.exit_status),
@@ -206,7 +234,9 @@ def selection_sql(spec: MixtureSpec, source: str = "trajectories") -> str:
     """SELECT of the chosen rows (metadata only), with `source`, `target` and `position`."""
     budget = spec.context_budget
     ratio = f"truncation_ratios[list_position(budgets, {budget})]"
-    assign = " ".join(f"WHEN {s.condition()} THEN {quote_literal(s.name)}" for s in spec.sources)
+    svg = [s for s in spec.sources if s.kind == "svg"]  # dagger ones: lake/dagger_mixture.py
+    assign = " ".join(f"WHEN {s.condition()} THEN {quote_literal(s.name)}" for s in svg)
+    assign = assign or "WHEN false THEN ''"  # typed VARCHAR, as the source column is
     target = (
         f"repo IN ({', '.join(map(quote_literal, spec.specialization.repos))})"
         if spec.specialization

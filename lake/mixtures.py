@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 
 from trajlake.lake import asof
+from trajlake.lake.dagger_mixture import add_dagger_samples
 from trajlake.lake.files import PARQUET_SUFFIX
 from trajlake.lake.mixture_export import (
     DATA_JSONL,
@@ -33,7 +34,15 @@ from trajlake.lake.views import connect, schema_hint
 MANIFEST = "manifest.json"
 REPORT_PNG = "report.png"
 #: Lake tables the trajectories view reads.
-SOURCE_TABLES = ("tasks", "rollouts_t1", "rollouts_t2", "prs", "verdicts", "samples")
+SOURCE_TABLES = (
+    "tasks",
+    "rollouts_t1",
+    "rollouts_t2",
+    "prs",
+    "verdicts",
+    "samples",
+    "rollouts_dagger",
+)
 REPORT_COLUMNS = (
     "SELECT recall, truncation_ratio, patch_lines, tokens, repo, teacher_id FROM mixture"
 )
@@ -128,7 +137,8 @@ def write_mixture(
     final = out_root / spec.name
     if final.exists() and not force:
         raise MixtureError(f"mixture {final} exists: pick another name or pass --force")
-    _check_budget(con, spec.context_budget)
+    if any(source.kind == "svg" for source in spec.sources):
+        _check_budget(con, spec.context_budget)
     con.execute(PLAN_AS_WRITTEN)
     out_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.tmp-", dir=out_root))
@@ -138,8 +148,11 @@ def write_mixture(
         con.execute(
             f"CREATE OR REPLACE TABLE mixture AS {sql}"
         )  # not TEMP: see mixture_export.export
+        dagger = add_dagger_samples(con, spec) if _has_dagger(spec) else None
         digests = export(con, tmp, spec.export_styles())
         manifest = _manifest(con, spec, sql) | provenance | {"data_sha256": digests}
+        if dagger is not None:
+            manifest["dagger"] = dagger
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         from trajlake.lake.report import write_report  # matplotlib loads slowly
 
@@ -150,6 +163,10 @@ def write_mixture(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final, manifest
+
+
+def _has_dagger(spec: MixtureSpec) -> bool:
+    return any(source.kind == "dagger" for source in spec.sources)
 
 
 def _check_budget(con: duckdb.DuckDBPyConnection, budget: int) -> None:

@@ -2,6 +2,7 @@
 
 from trajlake.errors import SchemaError
 from trajlake.schemas.base import Event, make_event_id, to_arrow, utc_now
+from trajlake.schemas.dagger import DaggerRolloutEvent, DaggerTaskEvent
 from trajlake.schemas.records import (
     CommitEvent,
     DeadLetter,
@@ -26,6 +27,8 @@ RECORD_TYPES: tuple[type[Event], ...] = (
     DeadLetter,
     DlqRetry,
     DlqResolved,
+    DaggerTaskEvent,
+    DaggerRolloutEvent,
 )
 
 #: topic name -> record type; every topic trajlake knows.
@@ -47,6 +50,8 @@ def record_type(topic: str) -> type[Event]:
 
 __all__ = [
     "CommitEvent",
+    "DaggerRolloutEvent",
+    "DaggerTaskEvent",
     "DeadLetter",
     "DlqResolved",
     "DlqRetry",

@@ -164,3 +164,21 @@ def qwen15_server(qwen_server, tmp_path_factory: pytest.TempPathFactory):
     answers the agent in prose and markdown, the 1.5B with tool calls. Skipped, before its
     1.1 GB are fetched, where the 0.5B's server cannot run."""
     yield from _serve(_gguf("qwen2.5-coder-1.5b-instruct-q4_k_m"), tmp_path_factory)
+
+
+@pytest.fixture
+def dagger_demo(demo_copy, tmp_path: Path):
+    """(config file, teacher double, student double): a copy of the demo whose config names
+    the demo teacher and the scripted student (trajlake/teacher/scripts/dagger-student.yaml),
+    both serving over HTTP for the test."""
+    from trajlake.teacher.double import demo_script_path, serve
+
+    with (
+        serve(demo_script_path("demo")) as teacher,
+        serve(demo_script_path("dagger-student")) as student,
+    ):
+        demo = demo_copy(tmp_path, teacher.url)
+        data = yaml.safe_load(demo.config_file.read_text())
+        data["student"] = {"base_url": student.url, "model": "student", "endpoint_kind": "double"}
+        demo.config_file.write_text(yaml.safe_dump(data, sort_keys=False))
+        yield demo.config_file, teacher, student

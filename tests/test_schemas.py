@@ -108,6 +108,8 @@ def test_every_topic_has_a_record_type_and_a_sql_friendly_table_name():
         "rollouts.t2",
         "verdicts",
         "samples",
+        "dagger.tasks",
+        "rollouts.dagger",
         "replay",
         "dlq",
         "dlq.retry",

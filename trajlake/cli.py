@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from trajlake.commands import dlq, mixture, pipeline, replay, report, scaffold, train
+from trajlake.commands import dagger, dlq, mixture, pipeline, replay, report, scaffold, train
 from trajlake.config import Config, load_config
 from trajlake.errors import TrajlakeError
 
@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub)
     scaffold.add_parsers(sub)
     report.add_parsers(sub)
+    dagger.add_parsers(sub)
     return parser
 
 

@@ -175,6 +175,54 @@ class AgentConfig(_Frozen):
     )
 
 
+class StudentConfig(TeacherConfig):
+    """The student as a policy (DAgger): any OpenAI-compatible endpoint serving the student,
+    typically vLLM serving the last `trajlake train` output. The same fields as `teacher`."""
+
+    model: str = Field("student", description="model name sent with every request")
+    temperature: float = Field(0.7, description="sampling temperature (the DAgger paper's)")
+    top_p: float = Field(0.9, description="nucleus sampling (the DAgger paper's)")
+    checkpoint: str = Field(
+        "",
+        description="the served `trajlake train` output directory: its config.json and "
+        "mixture_manifest.json make the student id, so every row knows which generation of the "
+        "student visited the state; empty: the id comes from the model name and sampling",
+    )
+
+
+class DaggerConfig(_Frozen):
+    beta: tuple[float, ...] = Field(
+        (),
+        description="teacher probability per iteration, [beta_1, beta_2, ...], the last one "
+        "repeating; empty: the paper's max(0.6, 1.0 - 0.2 (i - 1))",
+    )
+    kappa: int = Field(
+        0,
+        ge=0,
+        description="> 0: the AggreVaTe-style variant, the student acts for the first kappa "
+        "turns and the teacher completes the trajectory (beta unused)",
+    )
+    label_every: int = Field(
+        1, ge=1, description="ask the teacher to label every k-th student state (cost control)"
+    )
+    seed: int = Field(0, description="coin flips are drawn from (seed, task, iteration, turn)")
+
+    @field_validator("beta")
+    @classmethod
+    def _probabilities(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 <= b <= 1 for b in value):
+            raise ValueError(f"every beta must be within [0, 1], got {list(value)}")
+        return value
+
+    def beta_for(self, iteration: int) -> float:
+        """beta_i: the schedule's, else the paper's max(0.6, 1.0 - 0.2 (i - 1))."""
+        if iteration < 1:
+            raise ValueError(f"iterations count from 1, got {iteration}")
+        if self.beta:
+            return self.beta[min(iteration, len(self.beta)) - 1]
+        return max(0.6, round(1.0 - 0.2 * (iteration - 1), 10))
+
+
 class ProducerConfig(_Frozen):
     registry: str = Field(
         "trajlake-data/repos.db", description="SQLite file listing the registered repositories"
@@ -212,6 +260,12 @@ class SamplerConfig(_Frozen):
         "languages present at the commit; a language left out gets 0); empty: in proportion "
         "to each language's function count",
     )
+    workers: int = Field(
+        0,
+        ge=0,
+        description="processes that parse a commit's files; 0: one per CPU (at most 8) for "
+        "commits of 256 files or more, this process alone for smaller ones; 1: never others",
+    )
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -247,6 +301,8 @@ class Config(_Frozen):
     filter: FilterConfig = FilterConfig()
     pr_writer: PrWriterConfig = PrWriterConfig()
     producer: ProducerConfig = ProducerConfig()
+    student: StudentConfig = StudentConfig()
+    dagger: DaggerConfig = DaggerConfig()
 
     def hash(self) -> str:
         """A short, stable hash of the resolved config, saved with every output."""
@@ -260,12 +316,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     Values in overrides are parsed as YAML scalars, so `runner.concurrency=8` is an int and
     `sandbox.allow_unsafe_local=true` a bool.
     """
-    workers: int = Field(
-        0,
-        ge=0,
-        description="processes that parse a commit's files; 0: one per CPU (at most 8) for "
-        "commits of 256 files or more, this process alone for smaller ones; 1: never others",
-    )
     data: dict[str, Any] = {}
     if path is None and Path(DEFAULT_CONFIG_FILE).exists():
         path = DEFAULT_CONFIG_FILE

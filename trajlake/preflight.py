@@ -40,6 +40,7 @@ NEEDS: dict[str, frozenset[str]] = {
     "rollout2": frozenset({SANDBOX, TEACHER}),
     "verifier": frozenset(),  # patches only
     "filter": frozenset(),  # a local tokenizer
+    "dagger": frozenset({SANDBOX, TEACHER}),  # and the student: `trajlake dagger collect`
 }
 TIMEOUT_S = 10.0
 NOTHING_CONSUMED = "Nothing was read from the bus."
@@ -77,9 +78,10 @@ def check_sandbox_works(config: SandboxConfig, users: list[str]) -> None:
 
 
 def check_teacher(
-    config: TeacherConfig, users: list[str], timeout_s: float = TIMEOUT_S
+    config: TeacherConfig, users: list[str], timeout_s: float = TIMEOUT_S, role: str = TEACHER
 ) -> list[str]:
-    """TeacherUnreachable unless an endpoint answers; notes on the others and on the model."""
+    """TeacherUnreachable unless an endpoint answers; notes on the others and on the model.
+    `role` names the config section in what is said (the student is checked the same way)."""
     urls = config.endpoints()
     with ThreadPoolExecutor(max_workers=min(16, len(urls))) as pool:
         answers = list(pool.map(lambda url: ask_models(url, config, timeout_s), urls))
@@ -87,15 +89,15 @@ def check_teacher(
     problems = "; ".join(f"{a.url}: {a.problem}" for a in answers if a.models is None)
     if not up:
         raise TeacherUnreachable(
-            f"{_names(users)} need the teacher, but no endpoint answers GET …/models ({problems})."
-            f" Start the teacher at {config.base_url}, or set teacher.base_url (e.g. "
-            f"`--set teacher.base_url=http://HOST:8000/v1`). {NOTHING_CONSUMED}"
+            f"{_names(users)} need the {role}, but no endpoint answers GET …/models ({problems})."
+            f" Start the {role} at {config.base_url}, or set {role}.base_url (e.g. "
+            f"`--set {role}.base_url=http://HOST:8000/v1`). {NOTHING_CONSUMED}"
         )
-    notes = [f"teacher endpoint {problems}; calls go to the others"] if problems else []
+    notes = [f"{role} endpoint {problems}; calls go to the others"] if problems else []
     missing = [a for a in up if a.models and config.model not in a.models]
     notes += [
-        f"the teacher at {a.url} lists {', '.join(a.models[:5])} but not "
-        f"teacher.model={config.model!r}: if calls are refused, set teacher.model"
+        f"the {role} at {a.url} lists {', '.join(a.models[:5])} but not "
+        f"{role}.model={config.model!r}: if calls are refused, set {role}.model"
         for a in missing
     ]
     return notes

@@ -19,6 +19,7 @@ BUILTIN: dict[str, str] = {
     "rollout2": "trajlake.consumers.rollout:make_rollout2",
     "verifier": "trajlake.consumers.verifier:make_stage",
     "filter": "trajlake.consumers.filter:make_stage",
+    "dagger": "trajlake.consumers.dagger:make_stage",
 }
 
 #: What each built-in stage reads, known without building it: building rollout1 imports the
@@ -31,6 +32,7 @@ BUILTIN_INPUTS: dict[str, tuple[str, ...]] = {
     "rollout2": ("prs", "replay"),
     "verifier": ("rollouts.t2",),
     "filter": ("rollouts.t1", "rollouts.t2"),
+    "dagger": ("dagger.tasks",),
 }
 
 
