@@ -209,7 +209,8 @@ def is_generated(path: str, source: bytes, lang: Language, cat: Catalog | None =
     cat = cat or catalog()
     if matches(path, lang.generated):
         return True
-    prefixes = (lang.comment.encode(), b"/*", b"*", b"#", b"<!--")
+    block = (b"/*", b"*") if lang.comment == "//" else ()  # C-like block comments
+    prefixes = (lang.comment.encode(), *block)
     for line in source.splitlines()[:_HEAD_LINES]:
         if b"DO NOT EDIT" in line:
             return True

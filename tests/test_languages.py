@@ -402,6 +402,27 @@ def test_tests_generated_and_vendored_files_skipped_broken_ones_counted(tmp_path
     assert linguist_excluded(repo, tree_blobs(repo, events[0].commit)) == {"web/src/api.gen.ts"}
 
 
+def test_changed_mode_takes_the_functions_a_commit_touched_in_every_language(tmp_path, polyglot):
+    repo, _ = polyglot
+    go = REPO_FILES["go/shapes.go"].replace("c.r += by", "c.r += by * 1")
+    ts = REPO_FILES["web/src/store.ts"].replace("this.items.push(item);", "this.items.push(item!);")
+    write(repo, {"go/shapes.go": go, "web/src/store.ts": ts, "web/src/new.tsx": SOURCE_TSX})
+    sh(repo, "add", "-A")
+    sh(repo, "commit", "-q", "-m", "second", when=2)
+    events = poll_new_commits(Repo("poly", str(repo), "main", backfill=2), repo, "h")
+
+    tasks = process(config_for(tmp_path, mode="changed"), events[-1])
+
+    assert {(t.language, t.function_name) for t in tasks} == {
+        ("go", "shapes.(*Circle).Grow"),
+        ("typescript", "Store.put"),
+        *{("tsx", name) for name, _, _ in EXPECTED["tsx"][1]},  # a new file: all of it
+    }
+
+
+SOURCE_TSX = (SOURCES / "sample.tsx").read_text()
+
+
 def test_sampler_languages_limits_and_unknown_names_say_what_is_known(tmp_path, polyglot):
     _, events = polyglot
     only_go = process(config_for(tmp_path, languages=["go", "python"]), events[0])
