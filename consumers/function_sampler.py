@@ -64,11 +64,7 @@ def process(config: Config, event: Event) -> list[Event]:
         parent = event.parents[0] if event.parents else None
         changed = changed_lines(git_dir, event.commit, parent, _pathspecs(sampler))
     functions, unparsed = functions_at(git_dir, event.commit, sampler, changed)
-    cat = langs.catalog()
-    weights = {
-        cat.resolve([k], "sampler.language_weights")[0]: w
-        for k, w in sampler.language_weights.items()
-    }
+    weights = sampler.language_weights  # keys of languages.yaml (the config resolved aliases)
     chosen = select(functions, sampler.mode, sampler.seed, event.commit, changed, weights)
     return [
         make_task(event, fn, 1, sampler.seed, unparsed.get(fn.language, 0), config.hash())
@@ -78,7 +74,7 @@ def process(config: Config, event: Event) -> list[Event]:
 
 def _pathspecs(sampler: SamplerConfig) -> tuple[str, ...]:
     cat = langs.catalog()
-    wanted = cat.resolve(list(sampler.languages)) or list(cat.languages)
+    wanted = sampler.languages or list(cat.languages)
     shared = [ext for ext, owners in cat.shared_extensions.items() if set(owners) & set(wanted)]
     exts = {e for k in wanted for e in cat.languages[k].extensions} | set(shared)
     return tuple(f"*{e}" for e in sorted(exts))

@@ -32,7 +32,7 @@ def source_files(
     blobs = tree_blobs(git_dir, commit)
     languages = detect([b.path for b in blobs], cat)
     excluded = linguist_excluded(git_dir, blobs)
-    wanted = set(cat.resolve(list(sampler.languages)) or cat.languages)
+    wanted = set(sampler.languages or cat.languages)  # keys: the config resolved aliases
     files = []
     for blob in blobs:
         key = languages.get(blob.path)

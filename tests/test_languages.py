@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 from test_sampler import config_for, sh, write
 
-from trajlake.config import SamplerConfig
+from trajlake.config import SamplerConfig, load_config
 from trajlake.consumers.function_sampler import process, select, shares
 from trajlake.consumers.functions import Function, enumerate_functions, parse_files
-from trajlake.consumers.languages import LanguageError, catalog, detect, is_generated
+from trajlake.consumers.languages import catalog, detect, is_generated
 from trajlake.consumers.source_files import linguist_excluded, parse_gitattributes
 from trajlake.consumers.syntax import ParseError, functions_in
 from trajlake.errors import ConfigError, LakeError
@@ -427,8 +427,15 @@ def test_sampler_languages_limits_and_unknown_names_say_what_is_known(tmp_path, 
     _, events = polyglot
     only_go = process(config_for(tmp_path, languages=["go", "python"]), events[0])
     assert {t.language for t in only_go} == {"go", "python"}
-    with pytest.raises(LanguageError, match="unknown language.*cobol.*known: python"):
-        process(config_for(tmp_path, languages=["cobol"]), events[0])
+    with pytest.raises(ConfigError, match="sampler.languages.*unknown language.*cobol.*known: py"):
+        load_config(None, ["sampler.languages=[cobol]"])
+    with pytest.raises(ConfigError, match="language_weights.*unknown language.*rust2"):
+        load_config(None, ["sampler.language_weights={rust2: 1}"])
+    aliased = load_config(
+        None, ["sampler.languages=[ts, golang]", "sampler.language_weights={ts: 2}"]
+    )
+    assert aliased.sampler.languages == ["typescript", "go"]
+    assert aliased.sampler.language_weights == {"typescript": 2.0}
     skipped = process(config_for(tmp_path, skip=["web/*"]), events[0])
     assert {t.language for t in skipped} == {"go", "python"}
 

@@ -267,6 +267,18 @@ class SamplerConfig(_Frozen):
         "commits of 256 files or more, this process alone for smaller ones; 1: never others",
     )
 
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, names: list[str]) -> list[str]:
+        return _language_keys(names)  # keys for aliases (ts: typescript); unknown: error
+
+    @field_validator("language_weights")
+    @classmethod
+    def _known_weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in weights.values()):
+            raise ValueError("weights must not be negative")
+        return dict(zip(_language_keys(list(weights)), weights.values(), strict=True))
+
     @field_validator("mode", mode="before")
     @classmethod
     def _check_mode(cls, value: object) -> object:
@@ -275,6 +287,15 @@ class SamplerConfig(_Frozen):
         if isinstance(text, str) and text not in ("all", "changed") and not numeric:
             raise ValueError(f"mode {text!r} must be all, changed or a positive number N")
         return text
+
+
+def _language_keys(names: list[str]) -> list[str]:
+    from trajlake.consumers.languages import LanguageError, catalog  # data read on first use
+
+    try:
+        return catalog().resolve(names)
+    except LanguageError as e:
+        raise ValueError(str(e)) from None
 
 
 class FilterConfig(_Frozen):
