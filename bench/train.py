@@ -1,5 +1,5 @@
 """Run as: python bench/train.py [--steps S] [--nproc N] [--batch-size B] [--gpu-steps S]
-          [--gpu-seq-lens 8192,32768] [--gpu-policy auto] [--cpu-only | --gpu-only]
+          [--gpu-seq-lens 8192,32768] [--gpu-policies auto,full] [--cpu-only | --gpu-only]
 
 Training throughput of the fine-tuning recipe (training/sft.py), in tokens/s (real tokens,
 padding not counted), two parts:
@@ -15,7 +15,7 @@ padding not counted), two parts:
 - GPU (only with CUDA; otherwise skipped with a message): a Qwen3-1.7B-sized model from config
   (random weights, random tokens), one process, at each sequence length, in the same run: the
   recipe (its FSDP2 model and training step: bf16 compute, fp32 master weights, the loss
-  without full logits, Liger kernels where installed, `--gpu-policy` activation checkpointing)
+  without full logits, Liger kernels where installed, each of `--gpu-policies`' checkpointing)
   against a plain Hugging Face loop (fp32 parameters, bf16 autocast, checkpointing, sdpa) and
   the same loop with liger-kernel's fused kernels: tokens/s, MFU (training/metrics.py's FLOPs)
   and peak memory, then the issue's goals on an H100/H200 (recipe MFU >= 35% at 8K and >= 45%
@@ -137,7 +137,8 @@ def gpu_part(args: Namespace) -> None:
         name = torch.cuda.get_device_name(device)
         print(f"GPU: {name}; Qwen3-1.7B-sized model from config, 1 process, bf16, random tokens")
         seq_lens = [int(n) for n in args.gpu_seq_lens.split(",")]
-        for line in report(run_all(seq_lens, args.gpu_steps, device, args.gpu_policy)):
+        policies = args.gpu_policies.split(",")
+        for line in report(run_all(seq_lens, args.gpu_steps, device, policies)):
             print(line, flush=True)
     finally:
         dist.destroy_process_group()
@@ -151,10 +152,9 @@ def _args(argv: list[str]) -> Namespace:
     parser.add_argument("--gpu-steps", type=int, default=5, help="GPU: measured steps")
     parser.add_argument("--gpu-seq-lens", default="8192,32768", help="GPU: sequence lengths")
     parser.add_argument(
-        "--gpu-policy",
-        default="auto",
-        choices=["auto", "full", "selective", "none"],
-        help="GPU: the recipe's activation_checkpointing",
+        "--gpu-policies",
+        default="auto,full",
+        help="GPU: the recipe's activation_checkpointing policies, each a row",
     )
     parser.add_argument("--cpu-only", action="store_true")
     parser.add_argument("--gpu-only", action="store_true")

@@ -27,10 +27,12 @@ def test_the_gpu_part_skips_with_a_message_without_cuda() -> None:
 def test_the_report_checks_the_issues_goals() -> None:
     row = train_gpu.Row
     rows = [
-        row("recipe", 8192, 30000.0, 0.40, 30.0, ""),
+        row("recipe, AC auto", 8192, 30000.0, 0.40, 50.0, ""),
+        row("recipe, AC full", 8192, None, None, None, "out of memory"),
         row("plain HF loop", 8192, 18000.0, 0.25, 38.4, ""),
         row("plain HF loop + Liger", 8192, None, None, None, "liger-kernel not installed"),
-        row("recipe", 32768, 17000.0, 0.44, 33.0, ""),
+        row("recipe, AC auto", 32768, 17000.0, 0.44, 120.0, ""),
+        row("recipe, AC full", 32768, 15000.0, 0.39, 33.0, ""),
         row("plain HF loop", 32768, 14000.0, 0.31, 92.4, ""),
         row("plain HF loop + Liger", 32768, 17155.0, 0.375, 32.2, ""),
     ]
