@@ -135,3 +135,19 @@ def test_coin_flips_are_fixed_by_seed_task_and_turn():
         "teacher",
     ]
     assert [Mix(beta=0, label_every=3).labels(k) for k in range(4)] == [True, False, False, True]
+
+
+def test_kappa_prefix_and_label_every_trade_labels_for_calls(dagger_demo):
+    config_file, teacher, student = dagger_demo
+    overrides = ["--set", "dagger.kappa=2", "--set", "dagger.label_every=2"]
+    command = ["--config", str(config_file), *overrides, "dagger", "collect", "--from", "tasks"]
+    assert main([*command, "--iteration", "1", "--limit", "1"]) == 0
+    row = rows(config_file, "SELECT * FROM rollouts_dagger")[0]
+    turns = json.loads(row["turns_json"])
+    assert [t["actor"] for t in turns][:3] == ["student", "student", "teacher"]
+    assert row["kappa"] == 2 and row["label_every"] == 2
+    labelled = [t["turn"] for t in turns if t["actor"] == "student" and t["label"]]
+    assert labelled == [0] and row["labels"] == 1  # the 2nd student state went unlabelled
+    assert student.stats() == {"student_agent": 2}
+    assert teacher.stats()["agent_t1"] == 1 + row["teacher_turns"]  # a label, then the rest
+    assert row["student_prompt_tokens"] > 0 and row["teacher_prompt_tokens"] > 0

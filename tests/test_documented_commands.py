@@ -66,6 +66,7 @@ PLACEHOLDERS: dict[str, str] = {
     "127.0.0.1:P/": "127.0.0.1:{port}/",
     "--stage S": "--stage rollout1",
     "--where SQL": "--where \"stage = 'rollout1'\"",
+    "http://127.0.0.1:PORT/v1": "{teacher_url}",  # llama-server's, as realmodel serve prints it
 }
 #: Documented spans that name a command (or part of one) without being a whole invocation.
 FRAGMENTS: dict[str, str] = {
@@ -77,9 +78,32 @@ FRAGMENTS: dict[str, str] = {
     ),
 }
 #: Whole commands that cannot run here, parsed only.
+REAL_DEMO = (
+    "trajlake --set teacher.base_url=http://127.0.0.1:PORT/v1 --set "
+    "teacher.model=qwen2.5-coder-1.5b-instruct-q4_k_m --set teacher.max_tokens=256 --set "
+    "teacher.timeout_s=900 --set agent.step_limit=4 --set agent.no_progress_s=900 --set "
+    "runner.concurrency=1 --set sampler.mode=1 demo --workdir real-demo"
+)
+DAGGER_COLLECT = (
+    "trajlake --set student.base_url=http://127.0.0.1:8001/v1 --set student.checkpoint=runs/sft "
+    "dagger collect --from tasks --iteration 1 --limit 512"
+)
 PARSE_ONLY: dict[str, str] = {
     "trajlake --set bus.kind=kafka --set bus.bootstrap_servers=localhost:9094 status": (
         "needs the compose deployment's Kafka broker on localhost:9094 (no Docker engine here)"
+    ),
+    REAL_DEMO: "needs llama-server with the 1.5B model, ~25 min; run for real in the closing note",
+    "trajlake dagger serve --model runs/sft/model --port 8001": (
+        "needs a trained student; tests/test_dagger_loop.py serves one it trained"
+    ),
+    "trajlake dagger serve --model runs/sft/model": (
+        "needs a trained student; tests/test_dagger_loop.py serves one it trained"
+    ),
+    DAGGER_COLLECT: "needs a served student; tests/test_dagger_loop.py collects from one",
+    "trajlake --set student.base_url=http://127.0.0.1:8001/v1 dagger collect --from tasks "
+    "--iteration 1": "needs a served student; tests/test_dagger_loop.py collects from one",
+    "trajlake mixture build dagger.yaml": (
+        "a spec with a kind: dagger source over collected rows; tests/test_dagger_loop.py builds"
     ),
 }
 HERE = "tests/test_documented_commands.py"  # where the tables are
@@ -101,7 +125,7 @@ AS_THEY_ARE = (
     "run", "status", "teachers", "sql", "replay", "repo add", "repo list", "topics create",
     "topics list", "lake compact", "lake views", "config show", "mixture build",
     "mixture show", "mixture check", "mixture example", "dlq list", "dlq retry",
-    "scaffold show", "scaffold example", "report",
+    "scaffold show", "scaffold example", "report", "dagger status",
 )  # fmt: skip
 COMMANDS: dict[str, How] = {
     **{command: How() for command in AS_THEY_ARE},

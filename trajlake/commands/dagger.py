@@ -14,9 +14,9 @@ DAgger trains the student on the states its own mistakes lead to: trajectories a
 with a turn-level mix of student and teacher (the teacher acts with probability beta_i), the
 teacher labels every state, and the student is trained on the union of all iterations.
 
-  trajlake --set student.base_url=http://127.0.0.1:8001/v1 --set student.checkpoint=runs/sft \\
-      dagger collect --from tasks --iteration 1 --limit 512
-                            send 512 recorded tasks and run them under the mix (beta_1 = 1.0)
+  trajlake --set student.base_url=http://127.0.0.1:8001/v1 dagger collect --from tasks --iteration 1
+                            run the recorded tasks under the mix (beta_1 = 1.0); --limit N,
+                            --where SQL; student.checkpoint=RUN_DIR names the student's run
   trajlake dagger status    per iteration: tasks, rollouts, share of student turns, how often
                             the student's action differs from the teacher's label, tokens and
                             calls per trained label
