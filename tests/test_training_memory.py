@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from trajlake.cli import main as cli_main
+from trajlake.training import checkpointing
 from trajlake.training.chat import IGNORE_INDEX
-from trajlake.training.checkpointing import apply_checkpointing, decoder_layers
+from trajlake.training.checkpointing import apply_checkpointing, decoder_layers, selective_contexts
 from trajlake.training.config import TrainConfig, load_train_config
 from trajlake.training.data import Batch
 from trajlake.training.loss import token_loss_sum
@@ -101,9 +103,18 @@ def test_booleans_of_older_configs_still_load() -> None:
     assert load_train_config(path, ["activation_checkpointing=selective"]).loss == "auto"
 
 
-def _saved_bytes_per_token_and_layer(policy: str) -> float:
-    """What autograd keeps after a bf16 forward, per token and layer (two lengths, so what does
-    not grow with the tokens drops out)."""
+def _saved_bytes_per_token_and_layer(policy: str, monkeypatch: pytest.MonkeyPatch) -> float:
+    """What autograd (and, under `selective`, the checkpoint's cache) keeps after a bf16
+    forward, per token and layer (two lengths, so what does not grow with the tokens drops
+    out)."""
+    caches: list = []
+
+    def recorded_contexts() -> tuple:
+        forward, recompute = selective_contexts()
+        caches.append(forward.storage)  # torch's cache of the kept op outputs (torch pinned)
+        return forward, recompute
+
+    monkeypatch.setattr(checkpointing, "selective_contexts", recorded_contexts)
 
     def saved(tokens: int) -> int:
         model = _model(torch.bfloat16)
@@ -115,17 +126,26 @@ def _saved_bytes_per_token_and_layer(policy: str) -> float:
             return tensor
 
         batch = _batch(tokens)
+        caches.clear()
         with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
             model.get_decoder()(input_ids=batch.input_ids, position_ids=batch.position_ids)
+        for cache in caches:
+            for outputs in cache.values():
+                for kept in tree_flatten(list(outputs.values()))[0]:
+                    kept = getattr(kept, "val", kept)  # unwrapped from its version check
+                    if isinstance(kept, torch.Tensor):  # not the marker of a recomputed op
+                        keep(kept)
         return sum(storages.values())
 
     return (saved(512) - saved(256)) / 256 / TINY["num_hidden_layers"]
 
 
-@pytest.mark.parametrize("policy", ["none", "full"])
-def test_the_activation_estimate_is_what_a_layer_saves(policy: str) -> None:
+@pytest.mark.parametrize("policy", ["none", "selective", "full"])
+def test_the_activation_estimate_is_what_a_layer_saves(
+    policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     arch = Arch.from_config(TINY)
-    measured = _saved_bytes_per_token_and_layer(policy)
+    measured = _saved_bytes_per_token_and_layer(policy, monkeypatch)
     measured -= (6 * arch.hidden + 4) / arch.layers  # the final norm's: it is in no layer
     assert activation_bytes_per_token(arch, policy, 2) == pytest.approx(measured, rel=0.05)
 
