@@ -118,24 +118,27 @@ def run_all(
     seq_lens: list[int], steps: int, device: torch.device, policies: list[str]
 ) -> list[Row]:
     """Every loop at every length (the recipe under each checkpointing policy), each in a
-    clean CUDA memory state."""
+    clean CUDA memory state; the table lists them by length. The plain loop runs first: Liger
+    patches the Qwen3 module's norm, rotary and MLP for every model built after it (the
+    recipe's too, where it is installed), so no plain row may follow one that used it."""
+    loops = [("plain HF loop", n, lambda n=n: plain(n, steps, device, False)) for n in seq_lens]
+    loops += [
+        (f"recipe, AC {p}", n, lambda n=n, p=p: recipe(n, steps, device, p))
+        for n in seq_lens
+        for p in policies
+    ]
+    loops += [
+        ("plain HF loop + Liger", n, lambda n=n: plain(n, steps, device, True)) for n in seq_lens
+    ]
     rows = []
-    for seq_len in seq_lens:
-        loops = [
-            (f"recipe, AC {p}", lambda n=seq_len, p=p: recipe(n, steps, device, p))
-            for p in policies
-        ] + [
-            ("plain HF loop", lambda n=seq_len: plain(n, steps, device, False)),
-            ("plain HF loop + Liger", lambda n=seq_len: plain(n, steps, device, True)),
-        ]
-        for label, run in loops:
-            try:
-                rows.append(run())
-            except torch.cuda.OutOfMemoryError:
-                rows.append(Row(label, seq_len, None, None, None, "out of memory"))
-            gc.collect()
-            torch.cuda.empty_cache()
-    return rows
+    for label, seq_len, run in loops:
+        try:
+            rows.append(run())
+        except torch.cuda.OutOfMemoryError:
+            rows.append(Row(label, seq_len, None, None, None, "out of memory"))
+        gc.collect()
+        torch.cuda.empty_cache()
+    return sorted(rows, key=lambda r: r.seq_len)  # stable: the order above within a length
 
 
 def report(rows: list[Row]) -> list[str]:
