@@ -63,9 +63,6 @@ class Turn:
     agree_exact: bool | None = None
     calls: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def as_json(self) -> dict[str, Any]:
-        return self.__dict__ | {}
-
 
 class MixedModel(TeacherModel):
     """mini-swe-agent's Model: each turn executed by the policy the coin picks, the teacher's
