@@ -94,13 +94,13 @@ def functions_at(
         files = [f for f in files if f.path in only]
     contents = read_blobs(git_dir, sorted({f.sha for f in files}))
     todo = [
-        (f.path, f.language, contents[f.sha])
+        (f.path, f.language, f.sha, contents[f.sha])
         for f in files
         if not langs.is_generated(f.path, contents[f.sha], cat.languages[f.language], cat)
     ]
     functions: list[Function] = []
     unparsed: Counter[str] = Counter()
-    for (path, language, _), result in zip(
+    for (path, language, _, _), result in zip(
         todo, parse_files(todo, sampler.skip_trivial, sampler.workers), strict=True
     ):
         if isinstance(result, str):

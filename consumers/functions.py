@@ -1,5 +1,5 @@
 """The functions of source files: `Function`, one file (`enumerate_functions`), and many files
-at once (`parse_files`), in worker processes when a commit is large.
+at once (`parse_files`), in worker processes when a commit is large, each blob once.
 
 tree-sitter holds the GIL while it parses, so threads do not help; a commit of
 `PARALLEL_FROM` files or more is parsed by a pool of spawned processes (spawned, not forked:
@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import threading
+from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -24,9 +25,16 @@ from trajlake.errors import TrajlakeError
 
 log = logging.getLogger(__name__)
 
+#: what a file's contents give, whatever its path: (qualname, start, end, id_name) per function
+Entries = tuple[tuple[str, int, int, str], ...]
+
+
 PARALLEL_FROM = 256  # files; below this a pool costs more than it saves
+CACHE_BLOBS = 200_000  # blobs whose functions are remembered (tens of MB at most)
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
+_cache: OrderedDict[tuple[str, str, bool], Entries | str] = OrderedDict()
+_cache_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -60,31 +68,58 @@ def enumerate_functions(
     language = language or langs.detect([path]).get(path)
     if language is None:
         raise TrajlakeError(f"{path}: no language in languages.yaml has its extension")
+    return _functions(path, language, _entries(source, path, language, skip_trivial))
+
+
+def _entries(source: bytes, path: str, language: str, skip_trivial: bool) -> Entries:
     if language == "python":
         found = python_functions(source, path)
     else:
         found = functions_in(source, langs.catalog().languages[language])
-    functions: list[Function] = []
+    entries = []
     seen: set[str] = set()
     for f in found:
         id_name = f.qualname if f.qualname not in seen else f"{f.qualname}@{f.line_start}"
         seen.add(f.qualname)
         if not (skip_trivial and f.trivial):
-            functions.append(
-                Function(path, f.qualname, f.line_start, f.line_end, id_name, language)
-            )
-    return functions
+            entries.append((f.qualname, f.line_start, f.line_end, id_name))
+    return tuple(entries)
 
 
-#: one file to parse: (path, language, contents)
-Item = tuple[str, str, bytes]
+def _functions(path: str, language: str, entries: Entries) -> list[Function]:
+    return [Function(path, q, start, end, id_name, language) for q, start, end, id_name in entries]
+
+
+#: one file to parse: (path, language, blob sha, contents)
+Item = tuple[str, str, str, bytes]
 
 
 def parse_files(
     items: list[Item], skip_trivial: bool, workers: int = 0
 ) -> list[list[Function] | str]:
-    """Per item, its functions, or why it does not parse (a message). `workers`: processes
-    (0: one per CPU, at most 8, for `PARALLEL_FROM` files or more; 1: this process only)."""
+    """Per item, its functions, or why it does not parse (a message). A blob parsed before (in
+    this process, recently) is not parsed again: the next commit costs its changed files.
+    `workers`: processes (0: one per CPU, at most 8, for `PARALLEL_FROM` files or more to
+    parse; 1: this process only)."""
+    keys = [(sha, language, skip_trivial) for _, language, sha, _ in items]
+    with _cache_lock:
+        known = {k: _cache[k] for k in keys if k in _cache}
+        for k in known:
+            _cache.move_to_end(k)
+    todo = list({k: item for k, item in zip(keys, items, strict=True) if k not in known}.items())
+    parsed = _parse_all([item for _, item in todo], skip_trivial, workers)
+    with _cache_lock:
+        for (k, _), result in zip(todo, parsed, strict=True):
+            _cache[k] = known[k] = result
+        while len(_cache) > CACHE_BLOBS:
+            _cache.popitem(last=False)
+    return [
+        known[k] if isinstance(known[k], str) else _functions(path, language, known[k])
+        for k, (path, language, _, _) in zip(keys, items, strict=True)
+    ]
+
+
+def _parse_all(items: list[Item], skip_trivial: bool, workers: int) -> list[Entries | str]:
     count = workers or (min(os.cpu_count() or 1, 8) if len(items) >= PARALLEL_FROM else 1)
     if count <= 1 or len(items) < 2:
         return _parse_chunk(items, skip_trivial)
@@ -99,11 +134,11 @@ def parse_files(
     return [result for part in parts for result in part]
 
 
-def _parse_chunk(items: list[Item], skip_trivial: bool) -> list[list[Function] | str]:
-    results: list[list[Function] | str] = []
-    for path, language, source in items:
+def _parse_chunk(items: list[Item], skip_trivial: bool) -> list[Entries | str]:
+    results: list[Entries | str] = []
+    for path, language, _, source in items:
         try:
-            results.append(enumerate_functions(source, path, skip_trivial, language))
+            results.append(_entries(source, path, language, skip_trivial))
         except (SyntaxError, ValueError, RecursionError) as e:
             results.append(f"{type(e).__name__}: {e}")
     return results
@@ -126,3 +161,9 @@ def _reset_pool() -> None:
         if _pool is not None:
             _pool.shutdown(wait=False, cancel_futures=True)
         _pool = None
+
+
+def clear_cache() -> None:
+    """Forget every blob parsed so far (benchmarks measure a first commit)."""
+    with _cache_lock:
+        _cache.clear()

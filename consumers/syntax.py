@@ -214,10 +214,12 @@ def _join(parts: list[tuple[str | None, str]], lang: Language) -> str:
 
 def _start_line(node: Node, lang: Language) -> int:
     """First line of the definition with its leading decorators, attributes or template."""
-    while node.parent is not None and node.parent.type in lang.wrappers:
-        node = node.parent
+    # (tree-sitter finds a parent or a previous sibling by walking down from the root again:
+    # asked only of the languages that have wrappers or leading nodes)
+    while lang.wrappers and (parent := node.parent) is not None and parent.type in lang.wrappers:
+        node = parent
     first = node
-    sibling = node.prev_named_sibling
+    sibling = node.prev_named_sibling if lang.leading else None
     while sibling is not None and sibling.type in lang.leading:
         first = sibling
         sibling = sibling.prev_named_sibling

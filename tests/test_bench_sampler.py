@@ -20,7 +20,15 @@ def test_the_sampler_bench_prints_both_methods_with_equal_counts():
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    rows = {line[:12].strip(): line.split() for line in done.stdout.splitlines()[2:]}
-    assert set(rows) == {"sampler", "plain loop"}, done.stdout
-    assert rows["sampler"][1] == rows["plain loop"][2] != "0", done.stdout  # same functions
-    assert "300 files at one commit" in done.stdout
+    tables: list[dict[str, list[str]]] = []
+    for line in done.stdout.splitlines():
+        if line.endswith("cpus"):  # a table's title
+            tables.append({})
+        elif line.startswith(("sampler", "plain loop")):
+            tables[-1][line[:12].strip()] = line[12:].split()
+    assert len(tables) == 2, done.stdout  # the commit, then the next one
+    for table in tables:
+        assert set(table) == {"sampler", "plain loop"}, done.stdout
+        assert table["sampler"][0] == table["plain loop"][0] != "0", done.stdout  # same functions
+    assert done.stdout.startswith("300 files at one commit")
+    assert "the next commit (3 files changed)" in done.stdout

@@ -17,7 +17,7 @@ from test_sampler import config_for, sh, write
 
 from trajlake.config import SamplerConfig, load_config
 from trajlake.consumers.function_sampler import process, select, shares
-from trajlake.consumers.functions import Function, enumerate_functions, parse_files
+from trajlake.consumers.functions import Function, clear_cache, enumerate_functions, parse_files
 from trajlake.consumers.languages import catalog, detect, is_generated
 from trajlake.consumers.source_files import linguist_excluded, parse_gitattributes
 from trajlake.consumers.syntax import ParseError, functions_in
@@ -258,14 +258,22 @@ def test_every_language_has_a_grammar_and_its_node_types_exist(language):
 
 def test_parser_processes_give_what_this_process_gives_errors_included():
     items = [
-        (f"src/{name}", EXPECTED_LANGUAGE[name], (SOURCES / name).read_bytes())
+        (f"{i}/{name}", EXPECTED_LANGUAGE[name], f"{i}{name}", (SOURCES / name).read_bytes())
         for name in sorted(EXPECTED_LANGUAGE)
-    ] * 3 + [("bad.go", "go", b"package a\nfunc ( {\n"), ("bad.py", "python", b"def (:\n")]
+        for i in range(3)
+    ] + [("bad.go", "go", "b1", b"package a\nfunc ( {\n"), ("bad.py", "python", "b2", b"def (:\n")]
 
+    clear_cache()
     here = parse_files(items, skip_trivial=True, workers=1)
+    clear_cache()
     pooled = parse_files(items, skip_trivial=True, workers=2)
 
     assert pooled == here
+    moved = [(f"moved/{path}", language, sha, b"") for path, language, sha, _ in items]
+    again = parse_files(moved, skip_trivial=True, workers=1)  # known blobs: not read again
+    assert [[f.file for f in r] if isinstance(r, list) else r for r in again] == [
+        [f"moved/{f.file}" for f in r] if isinstance(r, list) else r for r in here
+    ]
     assert [r for r in here if isinstance(r, str)] == [
         "ParseError: Go syntax error near line 2",
         "SyntaxError: invalid syntax (bad.py, line 1)",
