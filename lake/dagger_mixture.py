@@ -27,8 +27,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from trajlake.lake.mixture_spec import MixtureSpec, Source
-from trajlake.lake.views import quote_literal
+from trajlake.lake.mixture_spec import MixtureSpec, Source, in_list
 from trajlake.schemas import make_event_id
 
 MESSAGE_FIELDS = ("role", "content", "reasoning_content", "tool_calls", "tool_call_id")
@@ -49,7 +48,7 @@ def condition(source: Source) -> str:
         ("exit_status", source.exit_status),
     ):
         if values is not None:
-            parts.append(f"{column} IN ({', '.join(map(quote_literal, values)) or 'NULL'})")
+            parts.append(in_list(column, values))
     if source.iterations == "last":
         parts.append("iteration = (SELECT max(iteration) FROM rollouts_dagger)")
     elif isinstance(source.iterations, list):

@@ -160,10 +160,15 @@ class Source(_Spec):
             ("exit_status", self.exit_status),
         ):
             if values is not None:
-                parts.append(f"{column} IN ({', '.join(map(quote_literal, values)) or 'NULL'})")
+                parts.append(in_list(column, values))
         if self.where:
             parts.append(f"({self.where})")
         return " AND ".join(parts) or "true"
+
+
+def in_list(column: str, values: list[str]) -> str:
+    """`column IN ('a', 'b')`; false for an empty list."""
+    return f"{column} IN ({', '.join(map(quote_literal, values)) or 'NULL'})"
 
 
 class Specialization(_Spec):
