@@ -2,6 +2,7 @@
 
 Every field is documented here; `trajlake config show` prints the resolved result. The config
 never holds a secret: the teacher's API key is read from the environment variable it names.
+The teacher, student and DAgger sections live in `trajlake.policy_config`.
 """
 
 from __future__ import annotations
@@ -11,19 +12,16 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from trajlake.errors import ConfigError
+from trajlake.policy_config import DaggerConfig, Frozen, StudentConfig, TeacherConfig
 from trajlake.yamlfile import apply_override, describe, read_mapping
 
 DEFAULT_CONFIG_FILE = "trajlake.yaml"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class BusConfig(_Frozen):
+class BusConfig(Frozen):
     kind: Literal["embedded", "kafka"] = Field(
         "embedded", description="embedded: a SQLite log on this machine; kafka: a Kafka broker"
     )
@@ -56,7 +54,7 @@ class BusConfig(_Frozen):
     )
 
 
-class LakeConfig(_Frozen):
+class LakeConfig(Frozen):
     root: str = Field(
         "trajlake-data/lake",
         description="directory that holds the Parquet lake, or s3://bucket/prefix for object "
@@ -68,7 +66,7 @@ class LakeConfig(_Frozen):
     )
 
 
-class RunnerConfig(_Frozen):
+class RunnerConfig(Frozen):
     batch_size: int = Field(500, ge=1, description="most records taken per poll")
     poll_timeout_s: float = Field(1.0, gt=0, description="how long a poll waits for records")
     concurrency: int = Field(
@@ -76,67 +74,7 @@ class RunnerConfig(_Frozen):
     )
 
 
-class TeacherConfig(_Frozen):
-    base_url: str = Field(
-        "http://127.0.0.1:8000/v1", description="any OpenAI-compatible endpoint (vLLM, SGLang, …)"
-    )
-    base_urls: tuple[str, ...] = Field(
-        (),
-        description="more endpoints serving the same model as base_url (a list, or one string "
-        "of comma-separated URLs); calls are spread over base_url and these, and a call that "
-        "fails on one is retried on another. Not part of the teacher id",
-    )
-    pool_strategy: Literal["least_loaded", "round_robin"] = Field(
-        "least_loaded",
-        description="least_loaded: the endpoint with the fewest calls in flight; "
-        "round_robin: each in turn",
-    )
-    down_after: int = Field(
-        3, ge=1, description="an endpoint failing this many calls in a row is marked down"
-    )
-    down_for_s: float = Field(
-        30, ge=0, description="a down endpoint gets no calls for this long, then is tried again"
-    )
-    model: str = Field("teacher", description="model name sent with every request")
-    api_key_env: str = Field(
-        "OPENAI_API_KEY", description="environment variable holding the API key (never stored)"
-    )
-    endpoint_kind: str = Field(
-        "openai-compatible", description="vllm, sglang, openai, double, …: part of the teacher id"
-    )
-    temperature: float = Field(0.6, description="sampling temperature")
-    top_p: float = Field(1.0, description="nucleus sampling")
-    max_tokens: int = Field(4096, description="most completion tokens per call")
-    prompt_version: str = Field("v1", description="version of trajlake's prompt templates")
-    tool_call_parse: Literal["auto", "native", "content"] = Field(
-        "auto",
-        description="where tool calls are read when tools were offered: native: only the "
-        "reply's tool_calls field; auto: also the content (<tool_call> tags, fenced or bare "
-        "JSON) when tool_calls is empty; content: the content always, its calls after any "
-        "native ones (for a server whose parser takes only some). Part of the teacher id "
-        "unless auto",
-    )
-    timeout_s: float = Field(120, description="one HTTP call longer than this is retried")
-    max_retries: int = Field(4, ge=0, description="retries with backoff on 5xx, timeouts, drops")
-    usd_per_mtok_in: float = Field(0.0, description="price per million prompt tokens")
-    usd_per_mtok_out: float = Field(0.0, description="price per million completion tokens")
-    budget_tokens: int = Field(
-        0, ge=0, description="stop starting work before this many tokens are spent (0: no cap)"
-    )
-
-    @field_validator("base_urls", mode="before")
-    @classmethod
-    def _split_urls(cls, value: object) -> object:
-        if isinstance(value, str):  # `--set teacher.base_urls=http://a/v1,http://b/v1`
-            return tuple(url.strip() for url in value.split(",") if url.strip())
-        return value
-
-    def endpoints(self) -> list[str]:
-        """Every endpoint calls may go to: base_url first, then base_urls, without repeats."""
-        return list(dict.fromkeys([self.base_url, *self.base_urls]))
-
-
-class SandboxConfig(_Frozen):
+class SandboxConfig(Frozen):
     kind: Literal["bubblewrap", "docker", "local"] = Field(
         "bubblewrap", description="where rollout commands run; local needs allow_unsafe_local"
     )
@@ -154,7 +92,7 @@ class SandboxConfig(_Frozen):
     image: str = Field("python:3.11-slim", description="docker: the image commands run in")
 
 
-class AgentConfig(_Frozen):
+class AgentConfig(Frozen):
     step_limit: int = Field(115, ge=1, description="most model calls per rollout")
     wall_time_s: float = Field(1800, description="a rollout running longer ends TimeExceeded")
     token_limit: int = Field(400_000, description="most tokens (in + out) per rollout")
@@ -175,55 +113,7 @@ class AgentConfig(_Frozen):
     )
 
 
-class StudentConfig(TeacherConfig):
-    """The student as a policy (DAgger): any OpenAI-compatible endpoint serving the student,
-    typically vLLM serving the last `trajlake train` output. The same fields as `teacher`."""
-
-    model: str = Field("student", description="model name sent with every request")
-    temperature: float = Field(0.7, description="sampling temperature (the DAgger paper's)")
-    top_p: float = Field(0.9, description="nucleus sampling (the DAgger paper's)")
-    checkpoint: str = Field(
-        "",
-        description="the served `trajlake train` output directory: its config.json and "
-        "mixture_manifest.json make the student id, so every row knows which generation of the "
-        "student visited the state; empty: the id comes from the model name and sampling",
-    )
-
-
-class DaggerConfig(_Frozen):
-    beta: tuple[float, ...] = Field(
-        (),
-        description="teacher probability per iteration, [beta_1, beta_2, ...], the last one "
-        "repeating; empty: the paper's max(0.6, 1.0 - 0.2 (i - 1))",
-    )
-    kappa: int = Field(
-        0,
-        ge=0,
-        description="> 0: the AggreVaTe-style variant, the student acts for the first kappa "
-        "turns and the teacher completes the trajectory (beta unused)",
-    )
-    label_every: int = Field(
-        1, ge=1, description="ask the teacher to label every k-th student state (cost control)"
-    )
-    seed: int = Field(0, description="coin flips are drawn from (seed, task, iteration, turn)")
-
-    @field_validator("beta")
-    @classmethod
-    def _probabilities(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if any(not 0 <= b <= 1 for b in value):
-            raise ValueError(f"every beta must be within [0, 1], got {list(value)}")
-        return value
-
-    def beta_for(self, iteration: int) -> float:
-        """beta_i: the schedule's, else the paper's max(0.6, 1.0 - 0.2 (i - 1))."""
-        if iteration < 1:
-            raise ValueError(f"iterations count from 1, got {iteration}")
-        if self.beta:
-            return self.beta[min(iteration, len(self.beta)) - 1]
-        return max(0.6, round(1.0 - 0.2 * (iteration - 1), 10))
-
-
-class ProducerConfig(_Frozen):
+class ProducerConfig(Frozen):
     registry: str = Field(
         "trajlake-data/repos.db", description="SQLite file listing the registered repositories"
     )
@@ -233,7 +123,7 @@ class ProducerConfig(_Frozen):
     interval_s: float = Field(60, gt=0, description="`trajlake watch`: seconds between polls")
 
 
-class SamplerConfig(_Frozen):
+class SamplerConfig(Frozen):
     mode: str = Field("all", description="all | changed | N (a number: N functions per commit)")
     seed: int = Field(0, description="same seed, same tasks")
     skip: list[str] = Field(
@@ -298,20 +188,20 @@ def _language_keys(names: list[str]) -> list[str]:
         raise ValueError(str(e)) from None
 
 
-class FilterConfig(_Frozen):
+class FilterConfig(Frozen):
     tokenizer: str = Field(
         "", description="student tokenizer: a directory or tokenizer.json (empty: a regex count)"
     )
     budgets: list[int] = Field(default_factory=lambda: [32768], description="context budgets")
 
 
-class PrWriterConfig(_Frozen):
+class PrWriterConfig(Frozen):
     demos: str = Field(
         "", description="JSONL of demonstration PRs ({title, body}); empty: from git history"
     )
 
 
-class Config(_Frozen):
+class Config(Frozen):
     bus: BusConfig = BusConfig()
     lake: LakeConfig = LakeConfig()
     runner: RunnerConfig = RunnerConfig()
