@@ -28,7 +28,8 @@ from pathlib import Path
 
 import duckdb
 
-from trajlake.lake.mixture_spec import MixtureSpec, selection_sql
+from trajlake.lake.mixture_spec import MixtureSpec
+from trajlake.lake.mixture_sql import selection_sql
 from trajlake.lake.mixtures import write_mixture
 
 BUDGETS = [8192, 32768]

@@ -1,13 +1,10 @@
-"""A mixture spec (YAML) and the one DuckDB statement it compiles to.
+"""A mixture spec (YAML): its sources, amounts and export styles, validated.
 
 A spec names sources; each source is a condition on the `trajectories` view (shorthand fields,
 a SQL `where`, or both: they are ANDed) and asks for a `count` of samples or a `share` of
 `total`. A row that matches several sources is counted by the first one listed. `EXAMPLE`
-(printed by `trajlake mixture example`) shows every field.
-
-Selection reads only metadata columns; the text of the chosen rows is read once, at the end,
-and rendered there (see `render_select`): messages as chat-template input with a per-message
-`train` flag, cut by ordered truncation at the context budget back to the last assistant turn.
+(printed by `trajlake mixture example`) shows every field. `mixture_sql` compiles a spec to
+the one DuckDB statement that builds it.
 """
 
 from __future__ import annotations
@@ -30,45 +27,8 @@ from trajlake.lake.chat_styles import Style
 from trajlake.lake.views import quote_literal
 from trajlake.yamlfile import describe, read_mapping
 
-#: How rollout messages are parsed from messages_json: the fields chat templates read.
-MESSAGE_TYPE = (
-    '[{"role": "VARCHAR", "content": "VARCHAR", "reasoning_content": "VARCHAR", '
-    '"tool_calls": [{"id": "VARCHAR", "type": "VARCHAR", '
-    '"function": {"name": "VARCHAR", "arguments": "VARCHAR"}}], "tool_call_id": "VARCHAR"}]'
-)
-
-
 #: A spec with every field, commented (`trajlake mixture example` prints it).
 EXAMPLE = Path(__file__).with_name("mixture_example.yaml").read_text().rstrip("\n")
-
-
-#: Columns of `trajectories` a mixture row is made from (read for the chosen rows only).
-READ_COLUMNS = tuple(
-    f"t.{c}"
-    for c in (
-        "rollout_id",
-        "rollout",
-        "request",
-        "repo",
-        '"commit"',
-        "teacher_id",
-        "scaffold_id",
-        "config_hash",
-        "task_id",
-        "pr_id",
-        "exit_status",
-        "recall",
-        "matched",
-        "total",
-        "label",
-        "message_tokens",
-        "patch_lines",
-        "tool_tokens_max",
-        "tokenizer",
-        "patch",
-        "tools_json",
-    )
-)
 
 
 class _Spec(BaseModel):
@@ -233,80 +193,3 @@ def load_spec(path: str | Path) -> MixtureSpec:
         return MixtureSpec.model_validate(data)
     except ValidationError as e:
         raise ConfigError(describe(e, f"mixture spec {path}")) from None
-
-
-def selection_sql(spec: MixtureSpec, source: str = "trajectories") -> str:
-    """SELECT of the chosen rows (metadata only), with `source`, `target` and `position`."""
-    budget = spec.context_budget
-    ratio = f"truncation_ratios[list_position(budgets, {budget})]"
-    svg = [s for s in spec.sources if s.kind == "svg"]  # dagger ones: lake/dagger_mixture.py
-    assign = " ".join(f"WHEN {s.condition()} THEN {quote_literal(s.name)}" for s in svg)
-    assign = assign or "WHEN false THEN ''"  # typed VARCHAR, as the source column is
-    target = (
-        f"repo IN ({', '.join(map(quote_literal, spec.specialization.repos))})"
-        if spec.specialization
-        else "false"
-    )
-    tiebreak = f"md5('{spec.seed}:' || rollout_id)"
-    order = f"ratio DESC, {tiebreak}" if spec.order == "truncation" else tiebreak
-    quotas = " ".join(
-        f"WHEN source = {quote_literal(name)} AND target = {str(is_target).lower()} THEN {n}"
-        for (name, is_target), n in spec.quotas().items()
-    )
-    dedup = (
-        "QUALIFY row_number() OVER (PARTITION BY repo, rollout, "
-        f"coalesce(nullif(patch_hash, ''), rollout_id) ORDER BY {order}) = 1"
-        if spec.dedup_by_patch
-        else ""
-    )
-    return f"""
-SELECT rollout_id, source, target, row_number() OVER (ORDER BY {order}) AS position
-FROM (
-  SELECT *, row_number() OVER (PARTITION BY source, target ORDER BY {order}) AS rank
-  FROM (
-    SELECT * FROM (
-      SELECT rollout_id, repo, rollout, patch_hash, ratio, CASE {assign} END AS source,
-             {target} AS target
-      FROM (SELECT *, {ratio} AS ratio FROM {source})
-      WHERE ratio > 0
-    )
-    WHERE source IS NOT NULL
-    {dedup}
-  )
-)
-WHERE rank <= CASE {quotas} ELSE 0 END"""
-
-
-def mixture_sql(spec: MixtureSpec, source: str = "trajectories") -> str:
-    """The whole build: selection, then the chosen rows read and rendered for training.
-
-    `kept` messages survive ordered truncation at the context budget: the share the filter
-    measured (kept / all, so kept = round(ratio * all)), cut back to the last assistant turn
-    so that every sample ends on one. Joins build on their right side as written (see
-    mixtures.PLAN_AS_WRITTEN): `chosen`, never the text.
-    """
-    budget = spec.context_budget
-    roles = "list_transform(m, lambda x: x.role)"
-    last_assistant = f"len(m) + 1 - list_position(list_reverse({roles}), 'assistant')"
-    return f"""
-WITH chosen AS MATERIALIZED ({selection_sql(spec, source)}
-), picked AS (
-  SELECT {", ".join(READ_COLUMNS)}, chosen.source, chosen.target, chosen.position,
-         t.truncation_ratios[list_position(t.budgets, {budget})] AS ratio,
-         from_json(t.messages_json, '{MESSAGE_TYPE}') AS m
-  FROM {source} t JOIN chosen USING (rollout_id)
-), cut AS (
-  SELECT *, least(CAST(round(ratio * len(m)) AS BIGINT), {last_assistant}) AS kept FROM picked
-)
-SELECT
-  rollout_id AS sample_id, source,
-  list_transform(list_slice(m, 1, kept), lambda x: struct_insert(x, train := x.role = 'assistant'))
-    AS messages,
-  tools_json AS tools,
-  rollout, request, repo, "commit", teacher_id, scaffold_id, config_hash, task_id, pr_id,
-  target AS target_repo, exit_status, recall, matched, total, label,
-  ratio AS truncation_ratio, kept AS kept_messages, len(m) AS messages_total,
-  CAST(list_sum(list_slice(message_tokens, 1, kept)) AS BIGINT) AS tokens,
-  patch_lines, tool_tokens_max, tokenizer, patch
-FROM cut
-ORDER BY position"""

@@ -27,7 +27,8 @@ from trajlake.lake.mixture_export import (
     export,
     styled_name,
 )
-from trajlake.lake.mixture_spec import MixtureSpec, mixture_sql
+from trajlake.lake.mixture_spec import MixtureSpec
+from trajlake.lake.mixture_sql import mixture_sql
 from trajlake.lake.objects import ObjectLake, is_object_store
 from trajlake.lake.views import connect, schema_hint
 

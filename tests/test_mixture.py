@@ -23,7 +23,8 @@ from trajlake.cli import main
 from trajlake.config import load_config
 from trajlake.demo import run_demo
 from trajlake.lake import connect
-from trajlake.lake.mixture_spec import load_spec, mixture_sql
+from trajlake.lake.mixture_spec import load_spec
+from trajlake.lake.mixture_sql import mixture_sql
 from trajlake.lake.mixtures import lake_files
 from trajlake.repos import Registry
 

@@ -165,7 +165,7 @@ def test_calls_written_in_the_content_are_run_and_their_form_recorded(tmp_path, 
     import duckdb
 
     from trajlake.consumers.scaffold_check import check_sample
-    from trajlake.lake.mixture_spec import MESSAGE_TYPE
+    from trajlake.lake.mixture_sql import MESSAGE_TYPE
 
     edit = {"name": "bash", "arguments": {"command": "echo '# from content' >> {{path}}"}}
     turns = [  # what a server without a tool-call parser returns: no tool_calls at all
