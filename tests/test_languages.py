@@ -16,7 +16,7 @@ import pytest
 from test_sampler import config_for, sh, write
 
 from trajlake.config import SamplerConfig, load_config
-from trajlake.consumers.function_sampler import process, select, shares
+from trajlake.consumers.function_sampler import process, redraw, select, shares
 from trajlake.consumers.functions import Function, clear_cache, enumerate_functions, parse_files
 from trajlake.consumers.languages import catalog, detect, is_generated
 from trajlake.consumers.source_files import linguist_excluded, parse_gitattributes
@@ -429,6 +429,20 @@ def test_changed_mode_takes_the_functions_a_commit_touched_in_every_language(tmp
 
 
 SOURCE_TSX = (SOURCES / "sample.tsx").read_text()
+
+
+def test_a_redrawn_task_keeps_its_language_and_lines(tmp_path, polyglot):
+    _, events = polyglot
+    tasks = process(config_for(tmp_path, languages=["go"]), events[0])
+    grow = next(t for t in tasks if t.function_name == "shapes.(*Circle).Grow")
+
+    again = redraw(grow, 2)
+
+    assert (again.language, again.line_start, again.line_end) == ("go", 13, 19)
+    assert again.request != grow.request and again.request.endswith(
+        "`shapes.(*Circle).Grow` is the Go function at lines 13-19 of `go/shapes.go`."
+    )
+    assert redraw(again, 1).request == grow.request
 
 
 def test_sampler_languages_limits_and_unknown_names_say_what_is_known(tmp_path, polyglot):
