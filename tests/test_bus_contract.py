@@ -256,6 +256,35 @@ def test_a_commit_for_a_lost_partition_does_not_overwrite_its_new_owner(
     b.close()
 
 
+def test_a_member_that_stopped_polling_rereads_what_it_could_not_commit(
+    tmp_path: Path, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollout longer than the max poll interval costs its member the group; once back, it
+    must read the uncommitted records again, or they would never be committed (embedded bus:
+    Kafka's own client does this, after max.poll.interval.ms of 5 minutes)."""
+    from trajlake.bus import embedded_consumer
+
+    monkeypatch.setattr(embedded_consumer, "MAX_POLL_INTERVAL_S", 0.3)
+    config = BusConfig(
+        path=str(tmp_path / "bus.db"), session_timeout_ms=600, heartbeat_interval_ms=100
+    )
+    bus = open_bus(config)
+    topic, group = f"{unique}-slow", f"{unique}-g"
+    bus.create_topics([topic], 1)
+    values = produce(bus, topic, 3)
+    consumer = bus.consumer(group, [topic])
+    [first] = poll_until([consumer], lambda r: len(r[0]) >= 3)
+    time.sleep(1.5)  # processing, without a poll: the heartbeats stop, the session expires
+    with pytest.raises(CommitFailed):
+        consumer.commit(next_offsets(first))
+    [again] = poll_until([consumer], lambda r: len(r[0]) >= 3)
+    assert [m.value for m in again] == [m.value for m in first] == values
+    consumer.commit(next_offsets(again))
+    assert bus.committed(group, [topic]) == {(topic, 0): 3}
+    consumer.close()
+    bus.close()
+
+
 def test_a_killed_members_partitions_are_taken_over(
     bus: Bus, bus_config: BusConfig, unique: str, tmp_path: Path
 ) -> None:

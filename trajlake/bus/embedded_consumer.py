@@ -5,7 +5,10 @@ thread (so slow processing between polls does not cost the member its partitions
 member computes the same assignment from the live rows (`assign`). A member that closes
 deletes its row, so the others take over at their next poll; one killed with SIGKILL stops
 heartbeating and is taken over after `session_timeout_ms`, and one that has not polled for
-MAX_POLL_INTERVAL_S stops heartbeating too (Kafka's max.poll.interval.ms).
+MAX_POLL_INTERVAL_S stops heartbeating too (Kafka's max.poll.interval.ms). A member whose
+membership expired rejoins at its next poll and, like a Kafka consumer, starts every partition
+it then owns at the group's committed offset: what it read but could not commit is read again
+(a stage re-emits its outputs from the lake, see `Stage.skip_if_done`).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class EmbeddedConsumer:
         self._positions: dict[TopicPartition, int] = {}
         self._rotation = 0
         self._last_beat = 0.0
+        self._lapsed = False  # the membership expired: positions restart from the commits
         self._last_poll = time.monotonic()
         self._closed = False
         try:
@@ -152,6 +156,8 @@ class EmbeddedConsumer:
 
     def _refresh(self, db: sqlite3.Connection) -> None:
         """Recompute the assignment; gained partitions start at the group's committed offset."""
+        if self._lapsed:  # as Kafka does for a member that rejoins: nothing is kept
+            self._positions, self._lapsed = {}, False
         owned = self._owned(db)
         gained = owned - self._positions.keys()
         committed = group_offsets(db, self._group) if gained else {}
@@ -189,6 +195,11 @@ class EmbeddedConsumer:
                 "DELETE FROM members WHERE grp = ? AND heartbeat < ?",
                 (self._group, now - self._session_s),
             )
+            alive = db.execute(
+                "SELECT 1 FROM members WHERE grp = ? AND member = ?", (self._group, self.member_id)
+            ).fetchone()
+            if self._last_beat and alive is None:
+                self._lapsed = True  # its partitions may have moved and its offsets not committed
             db.execute(
                 "INSERT OR REPLACE INTO members VALUES (?, ?, ?, ?)",
                 (self._group, self.member_id, json.dumps(self._topics), now),
