@@ -120,8 +120,9 @@ def cmd_demo(args: argparse.Namespace, overrides: list[str]) -> int:
     config_file = result.workdir / "trajlake.yaml"
     config_file.write_text(yaml.safe_dump(result.config.model_dump(mode="json"), sort_keys=False))
     print(f"\nThe lake is in {result.config.lake.root}; rows per table:")
+    width = max(map(len, result.counts), default=0)
     for topic, count in result.counts.items():
-        print(f"  {topic:<12} {count:>6}")
+        print(f"  {topic:<{width}} {count:>6}")
     root = result.config.lake.root
     print("\nRecall (verifier):")
     print(run_sql(root, QUERIES[0][1]), end="")
