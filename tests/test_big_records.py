@@ -59,14 +59,9 @@ def thinking_script() -> Script:
     for name, size in SIZES.items():
         turns = [dict(turn) for turn in agent_t1["turns"]]
         turns[-1]["reasoning"] = long_thought(size)
-        extra.append(
-            {
-                **agent_t1,
-                "name": f"think_{name}",
-                "match": agent_t1["match"].replace(r"(?P<function>\w+)", f"(?P<function>{name})"),
-                "turns": turns,
-            }
-        )
+        match = agent_t1["match"].replace("(?P<function>[^`]+)", f"(?P<function>{name})")
+        assert match != agent_t1["match"], "agent_t1 names its function otherwise now"
+        extra.append({**agent_t1, "name": f"think_{name}", "match": match, "turns": turns})
     position = data["sessions"].index(agent_t1)
     data["sessions"][position:position] = extra
     return Script.model_validate(data)

@@ -20,7 +20,9 @@ def teacher_b_script(tmp_path):
     """The demo script, except that rollout 2 always reproduces half the change."""
     script = yaml.safe_load(demo_script_path().read_text())
     partial = next(s for s in script["sessions"] if s["name"] == "agent_t2_partial")
-    partial["match"] = partial["match"].replace("[a-mA-M_]\\w*", "\\w+")
+    demo = dict(partial)
+    partial["match"] = partial["match"].replace("[a-mA-M_][^`.:#)]*", "[^`.:#)]+")
+    assert partial["match"] != demo["match"], "the demo's a-m rule moved: update this helper"
     path = tmp_path / "teacher-b-script.yaml"
     path.write_text(yaml.safe_dump(script))
     return path

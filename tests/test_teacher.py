@@ -456,7 +456,11 @@ def test_the_demo_script_plays_t1_self_eval_pr_and_t2(tmp_path: Path) -> None:
     subprocess.run([*git, "commit", "-qm", "add"], cwd=repo, check=True)
     with serve(demo_script_path()) as server:
         with Teacher(TeacherConfig(base_url=server.url)) as teacher:
-            messages = play(teacher, "Improve `target` in `pkg/mod.py`.", repo)
+            request = (
+                "Improve `target` in `pkg/mod.py`. "
+                "`target` is the Python function at lines 1-3 of `pkg/mod.py`."
+            )  # the location sentence every request ends with (consumers/taxonomy.py)
+            messages = play(teacher, request, repo)
             verdict = teacher.chat(
                 user("Is the change aligned with the request? Answer yes or no.")
             )
