@@ -73,6 +73,7 @@ FRAGMENTS: dict[str, str] = {
     "trajlake train": "README prose names the command; its invocations are in the block above",
     "trajlake sql": "README's module table names the command",
     "trajlake replay": "README's module table names the command",
+    "trajlake dagger collect": "README's module table names the command",
     "trajlake --config /etc/trajlake/trajlake.yaml --set KEY=${VAR} …": (
         "the shape of compose's entrypoint; compose.yaml's services give it whole"
     ),
