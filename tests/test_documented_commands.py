@@ -93,7 +93,7 @@ PARSE_ONLY: dict[str, str] = {
     "trajlake --set bus.kind=kafka --set bus.bootstrap_servers=localhost:9094 status": (
         "needs the compose deployment's Kafka broker on localhost:9094 (no Docker engine here)"
     ),
-    REAL_DEMO: "needs llama-server with the 1.5B model, ~25 min; run for real in the closing note",
+    REAL_DEMO: "needs llama-server with the 1.5B model, ~35 min; run for real in the closing note",
     "trajlake dagger serve --model runs/sft/model --port 8001": (
         "needs a trained student; tests/test_dagger_loop.py serves one it trained"
     ),
