@@ -64,13 +64,14 @@ def add_dagger_samples(con: duckdb.DuckDBPyConnection, spec: MixtureSpec) -> dic
     quotas, taken, stats = spec.quotas(), set(), {}
     targets = set(spec.specialization.repos) if spec.specialization else set()
     for source in (s for s in spec.sources if s.kind == "dagger"):
-        rows = con.execute(
+        cursor = con.execute(
             f"SELECT {COLUMNS} FROM rollouts_dagger WHERE {condition(source)} ORDER BY event_id"
-        ).fetchall()
+        )
+        names = [d[0] for d in cursor.description]
         counts: Counter[str] = Counter()
         samples = []
-        for values in rows:
-            row = dict(zip([c.strip().strip('"') for c in COLUMNS.split(",")], values, strict=True))
+        for values in cursor.fetchall():
+            row = dict(zip(names, values, strict=True))
             if row["event_id"] in taken:
                 continue  # a rollout matching several sources counts for the first
             taken.add(row["event_id"])

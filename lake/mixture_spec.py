@@ -2,7 +2,7 @@
 
 A spec names sources; each source is a condition on the `trajectories` view (shorthand fields,
 a SQL `where`, or both: they are ANDed) and asks for a `count` of samples or a `share` of
-`total`. A row that matches several sources is counted by the first one listed. `EXAMPLE`
+`total`. A row that matches several sources is counted by the first one listed. `EXAMPLE_FILE`
 (printed by `trajlake mixture example`) shows every field. `mixture_sql` compiles a spec to
 the one DuckDB statement that builds it.
 """
@@ -28,7 +28,7 @@ from trajlake.lake.views import quote_literal
 from trajlake.yamlfile import describe, read_mapping
 
 #: A spec with every field, commented (`trajlake mixture example` prints it).
-EXAMPLE = Path(__file__).with_name("mixture_example.yaml").read_text().rstrip("\n")
+EXAMPLE_FILE = Path(__file__).with_name("mixture_example.yaml")
 
 
 class _Spec(BaseModel):

@@ -16,30 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 from test_dagger import build_dagger_mixture, collect, rows
+from test_training import CONFIG as TINY_QWEN3  # the tiny model the recipe tests train
 
 from trajlake.config import load_config
 from trajlake.consumers.dagger_policy import Mix
 from trajlake.teacher.double import demo_script_path, serve
 
 pytestmark = pytest.mark.dagger
-
-TRAIN_CONFIG = """\
-hf_config:
-  model_type: qwen3
-  hidden_size: 32
-  intermediate_size: 64
-  num_hidden_layers: 2
-  num_attention_heads: 4
-  num_key_value_heads: 2
-  head_dim: 8
-  tie_word_embeddings: true
-max_seq_len: 4096
-micro_batch_tokens: 4096
-epochs: 1
-lr: 1.0e-2
-checkpoint_every: 1000
-save_dtype: float32
-"""
 
 
 def cli(config_file: Path, *args: str, **kw) -> subprocess.Popen:
@@ -71,11 +54,12 @@ def test_iterations_aggregate_train_and_a_real_student_in_the_loop(dagger_demo, 
     assert check.wait(timeout=120) == 0, check.communicate()[1].decode()[-2000:]
 
     run = tmp_path / "student-run"
-    (tmp_path / "tiny.yaml").write_text(TRAIN_CONFIG)
+    (tmp_path / "tiny.yaml").write_text(TINY_QWEN3)
     tokenizer = load_config(config_file).filter.tokenizer
     train = cli(
         config_file, "train", "--config", str(tmp_path / "tiny.yaml"), "--nproc-per-node", "1",
         f"output_dir={run}", f"mixture={mixtures / 'dagger-mix'}", f"tokenizer={tokenizer}",
+        "max_seq_len=4096", "micro_batch_tokens=4096", "epochs=1", "checkpoint_every=1000",
     )  # fmt: skip
     out, err = train.communicate(timeout=900)
     assert train.returncode == 0, err.decode()[-3000:]

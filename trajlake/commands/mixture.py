@@ -169,5 +169,5 @@ def _check_style(directory: Path, style: str) -> bool:
 def cmd_example(args: argparse.Namespace, overrides: list[str]) -> int:
     from trajlake.lake import mixture_spec
 
-    print(mixture_spec.EXAMPLE)
+    print(mixture_spec.EXAMPLE_FILE.read_text(), end="")
     return 0
