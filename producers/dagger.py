@@ -3,8 +3,9 @@
 Each selected record becomes a DaggerTaskEvent carrying what the agent is asked, the
 iteration's beta (the schedule's, or one given), the student (its id and its config, no
 secrets) and the teacher (the configured one, or a replayed record's). Its id is made of the
-record, the iteration, the student, the teacher and the seed: collecting the same selection
-again adds nothing, and a new student or iteration is a new collection beside the old.
+record, the iteration, the student, the teacher, the seed and the schedule (beta, kappa,
+label_every): collecting the same selection again adds nothing, and a new student, iteration
+or schedule is a new collection beside the old.
 """
 
 from __future__ import annotations
@@ -35,13 +36,14 @@ def collect_events(
     tid = teacher_id(config.teacher, scaffold)
     beta = config.dagger.beta_for(iteration) if beta is None else beta
     spec = student.model_dump_json()
+    dagger = config.dagger
+    collection = (sid, tid, dagger.seed, beta, dagger.kappa, dagger.label_every)
     events = []
     for event in chosen:
         is_pr = isinstance(event, PrEvent)
-        parts = (event.event_id, "dagger", iteration, sid, tid, config.dagger.seed)
         events.append(
             DaggerTaskEvent(
-                event_id=make_event_id(*parts, beta, config.dagger.kappa),
+                event_id=make_event_id(event.event_id, "dagger", iteration, *collection),
                 parent_ids=[event.event_id],
                 stage="dagger-collect",
                 **event.lineage() | {"teacher_id": tid, "teacher_spec": ""},

@@ -13,6 +13,8 @@ from trajlake.cli import main
 from trajlake.config import load_config
 from trajlake.consumers.dagger_policy import Mix
 from trajlake.lake import Lake
+from trajlake.producers.dagger import collect_events
+from trajlake.schemas import TaskEvent
 from trajlake.training.chat import IGNORE_INDEX, tokenize_chat
 
 pytestmark = pytest.mark.dagger
@@ -135,6 +137,26 @@ def test_coin_flips_are_fixed_by_seed_task_and_turn():
         "teacher",
     ]
     assert [Mix(beta=0, label_every=3).labels(k) for k in range(4)] == [True, False, False, True]
+
+
+def test_collections_differing_only_in_label_every_are_two_collections():
+    task = TaskEvent(
+        event_id="task-1",
+        stage="function_sampler",
+        commit="c0ffee",
+        function_file="stats.py",
+        function_name="mean",
+        line_start=1,
+        line_end=2,
+        change_type="error handling",
+        request="Make `mean` robust.",
+    )
+    sent = [
+        collect_events([task], load_config(None, [f"dagger.label_every={k}"]), iteration=1)[0]
+        for k in (1, 2)
+    ]
+    assert [e.label_every for e in sent] == [1, 2]
+    assert sent[0].event_id != sent[1].event_id  # else the second is taken as already done
 
 
 def test_kappa_prefix_and_label_every_trade_labels_for_calls(dagger_demo):
