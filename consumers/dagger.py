@@ -22,6 +22,7 @@ from trajlake.consumers.agent import AgentResult, TeacherModel, run_agent
 from trajlake.consumers.dagger_policy import STUDENT, TEACHER, Mix, MixedModel, Turn
 from trajlake.consumers.filter import measure, render_message
 from trajlake.consumers.scaffold_spec import Scaffold, load_scaffold
+from trajlake.lake.dagger_mixture import label_sample_tokens
 from trajlake.repos import local_git_dir
 from trajlake.sandbox import Sandbox, open_sandbox
 from trajlake.schemas import DaggerRolloutEvent, DaggerTaskEvent, Event, make_event_id
@@ -158,7 +159,7 @@ def sample_tokens(message_tokens: list[int], turns: list[dict[str, Any]]) -> int
     total = prefix[-1] if any(t["actor"] == TEACHER for t in turns) else 0
     for t in turns:
         if t["actor"] == STUDENT and t["label"] is not None and t["message_index"] < len(prefix):
-            total += prefix[t["message_index"]] + t["label_tokens"]
+            total += label_sample_tokens(prefix, t)
     return total
 
 

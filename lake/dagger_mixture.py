@@ -58,6 +58,12 @@ def condition(source: Source) -> str:
     return " AND ".join(parts) or "true"
 
 
+def label_sample_tokens(prefix: list[int], turn: dict[str, Any]) -> int:
+    """Tokens of the sample a labelled student state yields: its history, then the label.
+    `prefix[i]` is the tokens of the first i executed messages; `turn` is a turns_json row."""
+    return prefix[turn["message_index"]] + int(turn.get("label_tokens") or 0)
+
+
 def add_dagger_samples(con: duckdb.DuckDBPyConnection, spec: MixtureSpec) -> dict[str, Any]:
     """Append the spec's dagger sources to the `mixture` table; returns their manifest part."""
     schema = _nullable(con.sql("SELECT * FROM mixture LIMIT 0").to_arrow_table().schema)
@@ -125,7 +131,7 @@ def render(
     counts["labels_capped"] += len(labelled) - len(kept)
     for t in kept:
         at = t["message_index"]
-        size = prefix[at] + int(t.get("label_tokens") or 0)
+        size = label_sample_tokens(prefix, t)
         if size > budget:
             counts["over_budget"] += 1
             continue
