@@ -14,17 +14,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from itertools import accumulate
-from pathlib import Path
 from typing import Any
 
 from trajlake.config import Config, StudentConfig
-from trajlake.consumers.agent import AgentResult, TeacherModel, run_agent
+from trajlake.consumers.agent import AgentResult, TeacherModel
 from trajlake.consumers.dagger_policy import STUDENT, TEACHER, Mix, MixedModel, Turn
 from trajlake.consumers.filter import measure, render_message
+from trajlake.consumers.rollout import run_on_checkout
 from trajlake.consumers.scaffold_spec import Scaffold, load_scaffold
 from trajlake.lake.dagger_mixture import label_sample_tokens
-from trajlake.repos import local_git_dir
-from trajlake.sandbox import Sandbox, open_sandbox
 from trajlake.schemas import DaggerRolloutEvent, DaggerTaskEvent, Event, make_event_id
 from trajlake.stage import Stage
 from trajlake.teacher.client import Teacher, teacher_for
@@ -62,26 +60,13 @@ class Collector:
             models.append(MixedModel(student, mix, *args))
             return models[-1]
 
-        taken: dict[str, str] = {}
-
-        def keep_patch(sandbox: Sandbox, _: AgentResult) -> None:
-            taken["patch"], taken["kind"] = sandbox.diff(), sandbox.kind
-
         rollout_id = make_event_id(task.event_id, NAME, teacher.teacher_id)
-        repo_dir = local_git_dir(task.repo_url, self.config.producer.mirrors, task.commit)
-        result = run_agent(
-            teacher,
-            lambda: open_sandbox(self.config.sandbox, repo_dir, task.commit),
-            task.request,
-            self.config.agent,
-            self.scaffold,
-            trajectory_file=Path(self.config.agent.trajectories) / f"{rollout_id}.json",
-            on_sandbox_done=keep_patch,
-            make_model=make_model,
+        result, patch, sandbox = run_on_checkout(
+            self.config, self.scaffold, teacher, task, rollout_id, task.request, make_model
         )
         model = models[-1] if models else None  # the attempt that finished (after restarts)
         turns = model.turns if model and result.messages else []
-        return self.record(task, rollout_id, teacher, result, turns, model, taken)
+        return self.record(task, rollout_id, teacher, result, turns, model, patch, sandbox)
 
     def record(
         self,
@@ -91,7 +76,8 @@ class Collector:
         result: AgentResult,
         turns: list[Turn],
         model: MixedModel | None,
-        taken: dict[str, str],
+        patch: str,
+        sandbox: str,
     ) -> DaggerRolloutEvent:
         tokens = measure(result.messages, self.counter).message_tokens
         executed = [m.get("role") for m in result.messages]
@@ -137,7 +123,7 @@ class Collector:
             message_tokens=tokens,
             sample_tokens=sample_tokens(tokens, rows),
             tokenizer=getattr(self.counter, "id", ""),
-            patch=taken.get("patch", ""),
+            patch=patch,
             exit_status=result.exit_status,
             error=result.error,
             steps=result.steps,
@@ -147,7 +133,7 @@ class Collector:
             student_completion_tokens=by_model[STUDENT][1],
             cost_usd=result.cost_usd,
             wall_s=result.wall_s,
-            sandbox=taken.get("kind", self.config.sandbox.kind),
+            sandbox=sandbox,
         )
 
 

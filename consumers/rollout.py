@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from trajlake.config import Config
-from trajlake.consumers.agent import AgentResult, run_agent
+from trajlake.consumers.agent import AgentResult, ModelFactory, run_agent
 from trajlake.consumers.function_sampler import redraw
 from trajlake.consumers.scaffold_spec import Scaffold, load_scaffold
 from trajlake.lake import Lake
@@ -81,23 +81,7 @@ class Rollouts:
 
     def run(self, event: Event, rollout_id: str, request: str) -> tuple[AgentResult, str, str]:
         """The agent on a fresh checkout of the event's commit: (result, patch, sandbox kind)."""
-        repo_dir = local_git_dir(event.repo_url, self.config.producer.mirrors, event.commit)
-        taken: dict[str, str] = {}
-
-        def keep_patch(sandbox: Sandbox, _: AgentResult) -> None:
-            taken["patch"], taken["kind"] = sandbox.diff(), sandbox.kind
-
-        trajectory = Path(self.config.agent.trajectories) / f"{rollout_id}.json"
-        result = run_agent(
-            self.teacher,
-            lambda: open_sandbox(self.config.sandbox, repo_dir, event.commit),
-            request,
-            self.config.agent,
-            self.scaffold,
-            trajectory_file=trajectory,
-            on_sandbox_done=keep_patch,
-        )
-        return result, taken.get("patch", ""), taken.get("kind", self.config.sandbox.kind)
+        return run_on_checkout(self.config, self.scaffold, self.teacher, event, rollout_id, request)
 
     def self_evaluate(self, request: str, patch: str) -> str:
         """The teacher's yes/no on whether the patch addresses the request."""
@@ -146,6 +130,36 @@ class Rollouts:
             sandbox=sandbox,
             **fields,
         )
+
+
+def run_on_checkout(
+    config: Config,
+    scaffold: Scaffold,
+    teacher: Teacher,
+    event: Event,
+    rollout_id: str,
+    request: str,
+    make_model: ModelFactory | None = None,
+) -> tuple[AgentResult, str, str]:
+    """The agent on a fresh checkout of the event's commit: (result, patch, sandbox kind).
+    `make_model` builds each attempt's model as in run_agent (DAgger mixes in the student)."""
+    repo_dir = local_git_dir(event.repo_url, config.producer.mirrors, event.commit)
+    taken: dict[str, str] = {}
+
+    def keep_patch(sandbox: Sandbox, _: AgentResult) -> None:
+        taken["patch"], taken["kind"] = sandbox.diff(), sandbox.kind
+
+    result = run_agent(
+        teacher,
+        lambda: open_sandbox(config.sandbox, repo_dir, event.commit),
+        request,
+        config.agent,
+        scaffold,
+        trajectory_file=Path(config.agent.trajectories) / f"{rollout_id}.json",
+        on_sandbox_done=keep_patch,
+        make_model=make_model,
+    )
+    return result, taken.get("patch", ""), taken.get("kind", config.sandbox.kind)
 
 
 def rollout1(ctx: Rollouts, task: TaskEvent) -> list[Event]:
