@@ -5,18 +5,17 @@ handling, the trajectory saved after every step); this module supplies its two p
 `TeacherModel` (the OpenAI-compatible teacher with token accounting, offering the scaffold's
 tools) and `SandboxEnvironment` (each call run by the scaffold's built-in tool in the rollout's
 sandbox, see agent_actions.py). The scaffold (consumers/scaffolds/) decides every text the
-model sees. `run_agent` adds
-a watchdog: a rollout that makes no progress for `agent.no_progress_s` is abandoned and started
-again on a fresh sandbox, a bounded number of times.
+model sees. `run_agent` adds a watchdog (watchdog.py): a rollout that makes no progress for
+`agent.no_progress_s` is abandoned and started again on a fresh sandbox, a bounded number of
+times.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from trajlake.config import AgentConfig
 from trajlake.consumers.scaffold import render_system, render_task
 from trajlake.consumers.scaffold_spec import Scaffold
+from trajlake.consumers.watchdog import Abandoned, Progress, watched
 from trajlake.errors import ConfigError, TrajlakeError
 from trajlake.sandbox import Sandbox
 from trajlake.teacher.client import Teacher
@@ -54,23 +54,6 @@ class AgentResult:
     restarts: int = 0
 
 
-@dataclass
-class _Progress:
-    """When the rollout last did something, and whether the watchdog gave up on it."""
-
-    last: float = field(default_factory=time.monotonic)
-    abandoned: threading.Event = field(default_factory=threading.Event)
-
-    def tick(self) -> None:
-        if self.abandoned.is_set():
-            raise _Abandoned()
-        self.last = time.monotonic()
-
-
-class _Abandoned(Exception):
-    """Raised inside an abandoned rollout's thread so it stops at its next step."""
-
-
 def _exit(status: str, content: str = "") -> dict[str, Any]:
     return {"role": "exit", "content": content, "extra": {"exit_status": status, "submission": ""}}
 
@@ -82,7 +65,7 @@ class TeacherModel:
         self,
         teacher: Teacher,
         config: AgentConfig,
-        progress: _Progress,
+        progress: Progress,
         scaffold: Scaffold,
         actions: Actions,
     ):
@@ -147,13 +130,13 @@ class TeacherModel:
 
 
 #: Builds an attempt's model: (teacher, agent config, progress, scaffold, actions) -> model.
-ModelFactory = Callable[[Teacher, AgentConfig, "_Progress", Scaffold, Actions], TeacherModel]
+ModelFactory = Callable[[Teacher, AgentConfig, Progress, Scaffold, Actions], TeacherModel]
 
 
 class SandboxEnvironment:
     """mini-swe-agent's Environment protocol over a trajlake `Sandbox`."""
 
-    def __init__(self, sandbox: Sandbox, progress: _Progress, actions: Actions):
+    def __init__(self, sandbox: Sandbox, progress: Progress, actions: Actions):
         self.sandbox = sandbox
         self.progress = progress
         self.actions = actions
@@ -188,7 +171,7 @@ def run_agent(
     builds each attempt's model (default: `TeacherModel`; DAgger mixes in a student).
     """
     for restart in range(config.max_requeues + 1):
-        result = _watched(
+        result = watched(
             lambda progress: _attempt(
                 teacher,
                 open_sandbox,
@@ -209,38 +192,13 @@ def run_agent(
     return AgentResult([], "Abandoned", error=stalled, restarts=config.max_requeues)
 
 
-def _watched(
-    attempt: Callable[[_Progress], AgentResult], no_progress_s: float
-) -> AgentResult | None:
-    """Run `attempt` in a thread; None when it stalled (the thread stops at its next step)."""
-    progress = _Progress()
-    outcome: list[AgentResult | Exception] = []
-
-    def work() -> None:
-        try:
-            outcome.append(attempt(progress))
-        except Exception as e:  # noqa: BLE001 - handed to the caller's thread below
-            outcome.append(e)
-
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(timeout=min(1.0, no_progress_s))
-        if worker.is_alive() and time.monotonic() - progress.last > no_progress_s:
-            progress.abandoned.set()
-            return None
-    if isinstance(outcome[0], Exception):
-        raise outcome[0]
-    return outcome[0]
-
-
 def _attempt(
     teacher: Teacher,
     open_sandbox: Callable[[], Sandbox],
     request: str,
     config: AgentConfig,
     scaffold: Scaffold,
-    progress: _Progress,
+    progress: Progress,
     trajectory_file: Path | None,
     on_sandbox_done: Callable[[Sandbox, AgentResult], None] | None,
     make_model: ModelFactory,
@@ -263,7 +221,7 @@ def _attempt(
         try:
             task = render_task(scaffold, request)
             exit_status = agent.run(task, system=render_system(scaffold)).get("exit_status", "")
-        except (TrajlakeError, _Abandoned) as e:  # the agent already recorded an exit message
+        except (TrajlakeError, Abandoned) as e:  # the agent already recorded an exit message
             exit_status, error = type(e).__name__, str(e)
         result = AgentResult(
             messages=clean_messages(agent.messages),
