@@ -17,10 +17,11 @@ import json
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from trajlake.teacher.loopback import LoopbackServer
 from trajlake.training.chat import template_inputs
 
 
@@ -37,20 +38,14 @@ class StudentServer:
         self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32)
         self.model.eval()
         self._generate = threading.Lock()  # one generation at a time
-        self._httpd = ThreadingHTTPServer((host, port), _Handler)
-        self._httpd.student = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(_Handler, self, host, port)
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return self._server.url
 
     def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join()
+        self._server.close()
 
     def __enter__(self) -> StudentServer:
         return self
@@ -111,7 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
-            self._send(200, {"object": "list", "data": [{"id": self.server.student.name}]})
+            self._send(200, {"object": "list", "data": [{"id": self.server.owner.name}]})
         else:
             self._send(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -122,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             length = int(self.headers.get("Content-Length") or 0)
             request = json.loads(self.rfile.read(length))
-            self._send(200, self.server.student.complete(request))
+            self._send(200, self.server.owner.complete(request))
         except (ValueError, KeyError, TypeError) as e:
             self._send(400, {"error": {"message": f"bad request: {e}", "code": 400}})
 

@@ -55,6 +55,7 @@ from typing import Any
 
 from trajlake.errors import TeacherError
 from trajlake.teacher.accounting import estimate_tokens
+from trajlake.teacher.loopback import LoopbackServer
 from trajlake.teacher.script import Match, Script, find_session, load_script, message_text, render
 
 UNMATCHED = "<unmatched>"
@@ -93,20 +94,16 @@ class DoubleServer:
         self._log: deque[RequestRecord] = deque(maxlen=1000)
         self.errors: list[str] = []
         try:
-            self._httpd = _Server((host, port), _Handler)
+            self._server = LoopbackServer(_Handler, self, host, port, _Server)
         except OSError as e:
             raise TeacherError(
                 f"the teacher double cannot listen on {host}:{port} ({e}): "
                 "pick another port (0: any free one)"
             ) from None
-        self._httpd.double = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return self._server.url
 
     def stats(self) -> dict[str, int]:
         """Requests received per session name (`<unmatched>` for the others)."""
@@ -119,9 +116,7 @@ class DoubleServer:
 
     def close(self) -> None:
         self._closing.set()  # wakes requests sleeping in latency or hang_s
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join()
+        self._server.close()
 
     def __enter__(self) -> DoubleServer:
         return self
@@ -207,12 +202,12 @@ def _completion(body: dict, message: dict, finish_reason: str) -> dict:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # bursts of concurrent rollouts connect at once
-    double: DoubleServer
+    owner: DoubleServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
         if not isinstance(error, ConnectionError):  # clients that time out just hang up
-            self.double.errors.append(repr(error))
+            self.owner.errors.append(repr(error))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -226,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
             model = {
-                "id": self.server.double.script.model,
+                "id": self.server.owner.script.model,
                 "object": "model",
                 "owned_by": "trajlake",
             }
@@ -245,7 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError as e:
             self._send(*_error(400, f"the request body is not JSON: {e}"))
             return
-        self._send(*self.server.double.answer(body, self.headers.get("Authorization", "")))
+        self._send(*self.server.owner.answer(body, self.headers.get("Authorization", "")))
 
     def _send(self, status: int, payload: dict) -> None:
         data = json.dumps(payload).encode()
