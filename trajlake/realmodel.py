@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] not in ("fetch", "serve") or len(args) > 2:
         print(f"usage: python -m trajlake.realmodel fetch|serve [{'|'.join(MODELS)}]")
-        return 2
+        return 0 if args in (["-h"], ["--help"]) else 2
     name = args[1] if len(args) > 1 else QWEN_05B.name
     if name not in MODELS:
         print(f"unknown model {name}: pick one of {', '.join(MODELS)}", file=sys.stderr)
@@ -261,9 +261,9 @@ def main(argv: list[str] | None = None) -> int:
             print(gguf)
             return 0
         with llama_server(gguf, model_cache() / "llama-server.log") as server:
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the server too
             print(f"--set teacher.base_url={server.base_url} --set teacher.model={server.model}")
             print(f"serving {gguf.name}; log {server.log}; Ctrl-C stops", flush=True)
-            signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the server too
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)
