@@ -44,6 +44,12 @@ QWEN3_1_7B = {
     "rope_theta": 1000000,
     "tie_word_embeddings": True,
 }
+#: a Qwen3 small enough for `bench/train.py --gpu-dry-run` to run every loop on the CPU.
+TINY_QWEN3 = {
+    **QWEN3_1_7B,
+    "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 1024,
+}  # fmt: skip
 WARMUP = 2
 #: the issue's goals on an H100/H200: MFU at 8K and 32K, peak GiB at 32K.
 GOALS = {"mfu": {8192: 0.35, 32768: 0.45}, "peak_gib": {32768: 35.0}}
@@ -59,13 +65,13 @@ class Row:
     note: str = ""
 
 
-def recipe(seq_len: int, steps: int, device: torch.device, policy: str) -> Row:
+def recipe(seq_len: int, steps: int, device: torch.device, policy: str, arch: dict) -> Row:
     """The recipe with `activation_checkpointing: policy`."""
     cfg = TrainConfig(
-        hf_config=QWEN3_1_7B, max_seq_len=seq_len, micro_batch_tokens=seq_len, lr=1e-5,
+        hf_config=arch, max_seq_len=seq_len, micro_batch_tokens=seq_len, lr=1e-5,
         mixed_precision="bf16", activation_checkpointing=policy,
     )  # fmt: skip
-    config = load_hf_config(cfg, QWEN3_1_7B["vocab_size"])
+    config = load_hf_config(cfg, arch["vocab_size"])
     model = build_sharded_model(cfg, config, device, bf16=True)
     note = describe_model(cfg, device, model)
     optimizer = make_optimizer(model, cfg)
@@ -73,19 +79,21 @@ def recipe(seq_len: int, steps: int, device: torch.device, policy: str) -> Row:
     batch = _random_batch(seq_len, config.vocab_size, device)
     n_matmul = count_matmul_params(config, model)
     seconds = 0.0
-    torch.cuda.reset_peak_memory_stats(device)
+    _reset_peak(device)
     for step in range(WARMUP + steps):
         result = train_step(model, optimizer, scheduler, [batch], 1.0)
         seconds += result.seconds if step >= WARMUP else 0.0
     return _row(f"recipe, AC {policy}", seq_len, steps, seconds, n_matmul, config, device, note)
 
 
-def plain(seq_len: int, steps: int, device: torch.device, liger: bool) -> Row:
+def plain(seq_len: int, steps: int, device: torch.device, liger: bool, arch: dict) -> Row:
     label = "plain HF loop" + (" + Liger" if liger else "")
     if liger and importlib.util.find_spec("liger_kernel") is None:
         return Row(label, seq_len, None, None, None, 'liger-kernel not installed (".[train-gpu]")')
-    cfg = TrainConfig(hf_config=QWEN3_1_7B)
-    config = load_hf_config(cfg, QWEN3_1_7B["vocab_size"])
+    if liger and device.type != "cuda":
+        return Row(label, seq_len, None, None, None, "liger-kernel needs CUDA")
+    cfg = TrainConfig(hf_config=arch)
+    config = load_hf_config(cfg, arch["vocab_size"])
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").to(device)
     if liger:
@@ -99,36 +107,44 @@ def plain(seq_len: int, steps: int, device: torch.device, liger: bool) -> Row:
     batch = _random_batch(seq_len, config.vocab_size, device)
     n_matmul = count_matmul_params(config, model)
     seconds = 0.0
-    torch.cuda.reset_peak_memory_stats(device)
+    _reset_peak(device)
     for step in range(WARMUP + steps):
-        torch.cuda.synchronize(device)
+        _synchronize(device)
         start = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             loss = model(input_ids=batch.input_ids, labels=batch.input_ids).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        torch.cuda.synchronize(device)
+        _synchronize(device)
         seconds += time.perf_counter() - start if step >= WARMUP else 0.0
     return _row(label, seq_len, steps, seconds, n_matmul, config, device, "sdpa, full AC")
 
 
 def run_all(
-    seq_lens: list[int], steps: int, device: torch.device, policies: list[str]
+    seq_lens: list[int],
+    steps: int,
+    device: torch.device,
+    policies: list[str],
+    arch: dict = QWEN3_1_7B,
 ) -> list[Row]:
     """Every loop at every length (the recipe under each checkpointing policy), each in a
-    clean CUDA memory state; the table lists them by length. The plain loop runs first: Liger
-    patches the Qwen3 module's norm, rotary and MLP for every model built after it (the
-    recipe's too, where it is installed), so no plain row may follow one that used it."""
-    loops = [("plain HF loop", n, lambda n=n: plain(n, steps, device, False)) for n in seq_lens]
+    clean CUDA memory state, for the model `arch`; the table lists them by length. The plain
+    loop runs first: Liger patches the Qwen3 module's norm, rotary and MLP for every model built
+    after it (the recipe's too, where it is installed), so no plain row may follow one that
+    used it."""
+    loops = [
+        ("plain HF loop", n, lambda n=n: plain(n, steps, device, False, arch)) for n in seq_lens
+    ]
     loops += [
-        (f"recipe, AC {p}", n, lambda n=n, p=p: recipe(n, steps, device, p))
+        (f"recipe, AC {p}", n, lambda n=n, p=p: recipe(n, steps, device, p, arch))
         for n in seq_lens
         for p in policies
     ]
     loops += [
-        ("plain HF loop + Liger", n, lambda n=n: plain(n, steps, device, True)) for n in seq_lens
+        ("plain HF loop + Liger", n, lambda n=n: plain(n, steps, device, True, arch))
+        for n in seq_lens
     ]
     rows = []
     for label, seq_len, run in loops:
@@ -161,7 +177,8 @@ def report(rows: list[Row]) -> list[str]:
             checks.append((f"MFU >= {goal:.0%}", any((r.mfu or 0) >= goal for r in mine)))
         if seq_len in GOALS["peak_gib"]:
             goal = GOALS["peak_gib"][seq_len]
-            checks.append((f"peak <= {goal:.0f} GiB", any(r.peak_gib <= goal for r in mine)))
+            lean = any(r.peak_gib is not None and r.peak_gib <= goal for r in mine)
+            checks.append((f"peak <= {goal:.0f} GiB", lean))
         ahead = bool(mine) and all(best > o.tokens_per_s for o in others)
         checks.append(("ahead of the baselines that ran", ahead))
         text = ", ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in checks)
@@ -178,6 +195,17 @@ def _random_batch(seq_len: int, vocab: int, device: torch.device) -> Batch:
 def _row(label, seq_len, steps, seconds, n_matmul, config, device, note) -> Row:  # noqa: ANN001
     flops = steps * step_flops(n_matmul, config, seq_len, seq_len * seq_len)
     peak = peak_flops(0.0, device)
-    peak_gib = torch.cuda.max_memory_allocated(device) / 2**30
+    cuda = device.type == "cuda"
+    peak_gib = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
     mfu = flops / seconds / peak if peak else None
     return Row(label, seq_len, seq_len * steps / seconds, mfu, peak_gib, note)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -43,3 +43,23 @@ def test_the_report_checks_the_issues_goals() -> None:
         "goals at 32768: MFU >= 45%: NOT met, peak <= 35 GiB: met, "
         "ahead of the baselines that ran: NOT met"
     )
+
+
+def test_the_gpu_parts_dry_run_takes_every_loop_through_a_step_on_the_cpu() -> None:
+    """`--gpu-dry-run`: the GPU part's code (the recipe's sharded model and step, the plain HF
+    loops, the report) end to end with a tiny model, so device time is not lost to a typo."""
+    command = [sys.executable, str(BENCH / "train.py"), "--gpu-only", "--gpu-dry-run"]
+    done = subprocess.run(
+        command + ["--gpu-steps", "1"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    table = [line for line in done.stdout.splitlines() if line.startswith(("plain", "recipe"))]
+    rows = [(line[:24].strip(), int(line[25:31]), line[32:42].strip(), line[60:]) for line in table]
+    loops = ["plain HF loop", "recipe, AC auto", "recipe, AC full", "plain HF loop + Liger"]
+    assert [(loop, n) for loop, n, _, _ in rows] == [(loop, n) for n in (64, 128) for loop in loops]
+    for loop, _, rate, note in rows:
+        if loop.endswith("Liger"):
+            assert rate == "-" and "liger-kernel" in note  # no Liger on the CPU
+        else:
+            assert float(rate.replace(",", "")) > 0, done.stdout
+    assert "loss chunked, activation checkpointing full (2/2 layers)" in done.stdout
