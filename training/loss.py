@@ -11,7 +11,8 @@ cross-entropy are fused and never see more than a chunk of positions at once:
   states), then are freed. The backward only scales the stored gradients. Peak: one chunk's
   logits plus the head's fp32 gradient, instead of every position's logits.
 - `liger` (CUDA with liger-kernel, the `train-gpu` extra): Liger's fused linear cross-entropy
-  (Triton), the same sum.
+  (Triton), the same sum. Under Triton's interpreter (TRITON_INTERPRET=1) it runs on the CPU
+  too, slowly: that is how the CPU tests check it against the others.
 - `full`: the head's logits for every position, then `F.cross_entropy` (the reference).
 
 Every implementation computes the head in the compute dtype and the softmax in fp32, as
@@ -22,6 +23,7 @@ with `register_fsdp_forward_method`), where the head weight is unsharded.
 from __future__ import annotations
 
 import importlib.util
+import os
 from types import MethodType
 
 import torch
@@ -44,13 +46,20 @@ def resolve_loss(choice: str, device: torch.device) -> str:
     """`auto` is liger on CUDA with liger-kernel installed, else chunked."""
     if choice != "auto":
         if choice == "liger" and not liger_available(device):
-            raise TrainingError(f"loss: liger needs CUDA and liger-kernel: {INSTALL_GPU}")
+            raise TrainingError(
+                f"loss: liger needs liger-kernel ({INSTALL_GPU}) and CUDA, or Triton's "
+                "interpreter (TRITON_INTERPRET=1) to check its numbers on the CPU"
+            )
         return choice
-    return "liger" if liger_available(device) else "chunked"
+    return "liger" if device.type == "cuda" and liger_available(device) else "chunked"
 
 
 def liger_available(device: torch.device) -> bool:
-    return device.type == "cuda" and importlib.util.find_spec("liger_kernel") is not None
+    """Liger's Triton kernels run on CUDA, or on any device under Triton's interpreter
+    (TRITON_INTERPRET=1: slow, for checking the numbers; never chosen by `auto`)."""
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+    installed = importlib.util.find_spec("liger_kernel") is not None
+    return installed and (device.type == "cuda" or interpreted)
 
 
 def attach_loss(model: nn.Module, implementation: str) -> None:
