@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoModelForCausalLM
 
+from trajlake.training.checkpointing import enable_checkpointing
 from trajlake.training.config import TrainConfig
 from trajlake.training.data import Batch
 from trajlake.training.metrics import peak_flops, step_flops
@@ -100,7 +101,7 @@ def plain(seq_len: int, steps: int, device: torch.device, liger: bool, arch: dic
         from liger_kernel.transformers import apply_liger_kernel_to_qwen3
 
         apply_liger_kernel_to_qwen3(model=model)  # fused linear CE, RMSNorm, RoPE, SwiGLU
-    model.activation_checkpointing_enable()
+    enable_checkpointing(model)
     model.config.use_cache = False
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=cfg.betas)

@@ -63,10 +63,23 @@ def apply_checkpointing(
     kwargs: dict[str, Any] = {"use_reentrant": False}
     if policy == "selective":
         kwargs["context_fn"] = selective_contexts
-    model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs, offload=offload)
+    enable_checkpointing(model, kwargs, offload)
     for index, layer in enumerate(layers):
         layer.gradient_checkpointing = index < count
     return count
+
+
+def enable_checkpointing(
+    model: nn.Module, kwargs: dict[str, Any] | None = None, offload: bool = False
+) -> None:
+    """Hugging Face's checkpointing on every decoder layer. Transformers renamed
+    `gradient_checkpointing_enable` to `activation_checkpointing_enable` during 5.x (the old
+    name then warns); CUDA images still ship the releases before it, so both are taken."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs=kwargs, offload=offload)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs, offload=offload)
 
 
 def selective_contexts() -> tuple[Any, Any]:
