@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import zipfile
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -63,3 +66,20 @@ def test_the_gpu_parts_dry_run_takes_every_loop_through_a_step_on_the_cpu() -> N
         else:
             assert float(rate.replace(",", "")) > 0, done.stdout
     assert "loss chunked, activation checkpointing full (2/2 layers)" in done.stdout
+
+
+def test_gpu_wheels_holds_what_a_bare_cuda_image_lacks(tmp_path: Path) -> None:
+    """bench/gpu_wheels.sh: trajlake (with the recipe and its package data) and the pydantic
+    and liger-kernel wheels, pinned, for the Python asked for."""
+    env = {**os.environ, "PYVER": "3.11"}
+    script = BENCH / "gpu_wheels.sh"
+    done = subprocess.run([script, tmp_path], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    wheels = {path.name.split("-")[0]: path for path in tmp_path.glob("*.whl")}
+    names = ["annotated_types", "liger_kernel", "pydantic", "pydantic_core", "trajlake"]
+    assert sorted(wheels) == [*names, "typing_inspection"]
+    assert f"pydantic-{version('pydantic')}-" in wheels["pydantic"].name
+    assert "cp311" in wheels["pydantic_core"].name
+    with zipfile.ZipFile(wheels["trajlake"]) as built:
+        files = set(built.namelist())
+    assert {"trajlake/training/loss.py", "trajlake/consumers/languages.yaml"} <= files
