@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,8 +168,9 @@ def run_agent(
 ) -> AgentResult:
     """Run one rollout; restart it on a fresh sandbox when it stalls (at most max_requeues).
 
-    `on_sandbox_done` sees the sandbox before it is closed (to take the patch). `make_model`
-    builds each attempt's model (default: `TeacherModel`; DAgger mixes in a student).
+    `on_sandbox_done` sees the sandbox before it is closed (to take the patch); it and
+    `trajectory_file` get only the kept attempt's. `make_model` builds each attempt's model
+    (default: `TeacherModel`; DAgger mixes in a student).
     """
     for restart in range(config.max_requeues + 1):
         result = watched(
@@ -204,6 +206,11 @@ def _attempt(
     make_model: ModelFactory,
 ) -> AgentResult:
     start = time.monotonic()
+    # each attempt saves its steps to a file of its own, which becomes `trajectory_file` only
+    # if this attempt's result is the one kept (an abandoned one may save after its successor)
+    saved = (
+        trajectory_file.with_suffix(f".{uuid.uuid4().hex[:8]}.part") if trajectory_file else None
+    )
     with open_sandbox() as sandbox:
         actions = Actions(scaffold, sandbox)
         model = make_model(teacher, config, progress, scaffold, actions)
@@ -215,7 +222,7 @@ def _attempt(
             step_limit=config.step_limit,
             cost_limit=0,
             wall_time_limit_seconds=int(config.wall_time_s),
-            output_path=trajectory_file,
+            output_path=saved,
         )
         error = ""
         try:
@@ -233,8 +240,13 @@ def _attempt(
             cost_usd=model.cost_usd,
             wall_s=time.monotonic() - start,
         )
-        if on_sandbox_done is not None:
-            on_sandbox_done(sandbox, result)
+        if progress.finish():  # not abandoned: this attempt's result is the rollout's
+            if on_sandbox_done is not None:
+                on_sandbox_done(sandbox, result)
+            if saved is not None and saved.exists():
+                saved.replace(trajectory_file)
+        elif saved is not None:
+            saved.unlink(missing_ok=True)
     return result
 
 

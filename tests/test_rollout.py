@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from helpers import git_repo
 from trajlake.config import load_config
 from trajlake.consumers.pr_writer import wants_pr
 from trajlake.consumers.rollout import Rollouts, rollout1
+from trajlake.consumers.watchdog import THREAD_NAME
 from trajlake.schemas import TaskEvent, make_event_id
 from trajlake.teacher.double import serve
 
@@ -127,6 +130,26 @@ def test_a_hung_teacher_is_abandoned_and_requeued_a_bounded_number_of_times(tmp_
         [t1] = rollout1(ctx, task(repo))
         assert double.stats()["agent"] == 2  # the first try and one re-queue
     assert t1.exit_status == "Abandoned" and "no progress" in t1.error
+
+
+def test_an_abandoned_attempt_that_wakes_late_changes_nothing_of_the_kept_one(tmp_path, repo):
+    """The first attempt's first call hangs past no_progress_s, so a second attempt runs and
+    submits; when the hung call returns, the abandoned attempt stops, and neither its empty
+    patch nor its short trajectory replaces the kept attempt's."""
+    turns = agent_turns("echo '# touched' >> {{path}}")
+    turns[0]["fail"] = {"status": 500, "times": 1, "hang_s": 2}  # the first call only
+    with serve(script(tmp_path, turns=turns)) as double:
+        ctx = rollouts(tmp_path, double.url, "agent.no_progress_s=0.5", "agent.max_requeues=1")
+        [t1] = rollout1(ctx, task(repo))
+        deadline = time.monotonic() + 60
+        while any(t.name == THREAD_NAME for t in threading.enumerate()):  # the abandoned one
+            assert time.monotonic() < deadline, "the abandoned attempt never stopped"
+            time.sleep(0.1)
+    assert t1.exit_status == "Submitted" and "+# touched" in t1.patch
+    saved = json.loads((tmp_path / "traj" / f"{t1.event_id}.json").read_text())
+    assert saved["info"]["exit_status"] == "Submitted"
+    assert len(saved["messages"]) >= 5
+    assert list((tmp_path / "traj").iterdir()) == [tmp_path / "traj" / f"{t1.event_id}.json"]
 
 
 def test_malformed_tool_calls_are_answered_and_the_agent_goes_on(tmp_path, repo):

@@ -109,7 +109,9 @@ class AgentConfig(Frozen):
         "on every rollout",
     )
     trajectories: str = Field(
-        "trajlake-data/trajectories", description="each rollout's steps, saved as they happen"
+        "trajlake-data/trajectories",
+        description="each rollout's steps as ROLLOUT_ID.json; saved as they happen in "
+        "ROLLOUT_ID.<attempt>.part, renamed when the attempt is the one kept",
     )
 
 
