@@ -1,6 +1,6 @@
 """Chaos: the six stages as their own processes, SIGKILLed at random moments, on both buses.
 
-A repository of 40 functions in 4 commits goes through the whole pipeline (commits → tasks →
+A repository of 50 functions in 5 commits goes through the whole pipeline (commits → tasks →
 T1 → PR → T2 → verdict → samples) with the scripted teacher double over HTTP, real bubblewrap
 sandboxes, the real bus and lake. Working stage processes (they have committed work since they
 started and have more to do) are SIGKILLed at least KILLS times and restarted after a random
@@ -29,7 +29,7 @@ from trajlake.teacher.double import demo_script_path, serve
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
-COMMITS = 4
+COMMITS = 5
 PER_COMMIT = 10  # functions added per commit: one task each (sampler.mode=changed)
 KILLS = 10
 LATENCY_S = 0.3  # per teacher call in the chaos runs: the teacher, not the CPU, sets the pace
