@@ -245,6 +245,8 @@ def _attempt(
                 on_sandbox_done(sandbox, result)
             if saved is not None and saved.exists():
                 saved.replace(trajectory_file)
+                for left in trajectory_file.parent.glob(f"{trajectory_file.stem}.*.part"):
+                    left.unlink(missing_ok=True)  # a killed process's, or an abandoned attempt's
         elif saved is not None:
             saved.unlink(missing_ok=True)
     return result

@@ -152,6 +152,17 @@ def test_an_abandoned_attempt_that_wakes_late_changes_nothing_of_the_kept_one(tm
     assert list((tmp_path / "traj").iterdir()) == [tmp_path / "traj" / f"{t1.event_id}.json"]
 
 
+def test_steps_a_killed_process_left_behind_go_when_the_rollout_is_kept(tmp_path, repo):
+    left = tmp_path / "traj" / "r1.0badc0de.part"  # a SIGKILLed stage's attempt, half saved
+    left.parent.mkdir()
+    left.write_text("{}")
+    with serve(script(tmp_path)) as double:
+        request = "Change the function `f` in `pkg/mod.py`."
+        result, patch, _ = rollouts(tmp_path, double.url).run(task(repo), "r1", request)
+    assert result.exit_status == "Submitted" and "+# touched" in patch
+    assert [p.name for p in left.parent.iterdir()] == ["r1.json"]
+
+
 def test_malformed_tool_calls_are_answered_and_the_agent_goes_on(tmp_path, repo):
     turns = [
         {"tool_calls": [{"name": "bash", "arguments": '{"command": "ls"'}]},
