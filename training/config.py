@@ -90,8 +90,9 @@ class TrainConfig(BaseModel):
     loss: Literal["auto", "chunked", "liger", "full"] = Field(
         "auto",
         description="cross-entropy without the full logits: chunked (pure PyTorch) or liger "
-        "(liger-kernel's fused kernel, CUDA); full materialises every logit; auto: liger on CUDA "
-        "with liger-kernel installed, else chunked. training/loss.py",
+        "(liger-kernel's fused kernel: CUDA, or the CPU under TRITON_INTERPRET=1 to check it); "
+        "full materialises every logit; auto: liger on CUDA with liger-kernel installed, else "
+        "chunked. training/loss.py",
     )
     kernels: Literal["auto", "torch", "liger"] = Field(
         "auto",
