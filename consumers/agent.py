@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,13 +173,14 @@ def run_agent(
     """
     for restart in range(config.max_requeues + 1):
         result = watched(
-            lambda progress: _attempt(
+            lambda progress, restart=restart: _attempt(
                 teacher,
                 open_sandbox,
                 request,
                 config,
                 scaffold,
                 progress,
+                restart,
                 trajectory_file,
                 on_sandbox_done,
                 make_model or TeacherModel,
@@ -201,16 +201,13 @@ def _attempt(
     config: AgentConfig,
     scaffold: Scaffold,
     progress: Progress,
+    restart: int,
     trajectory_file: Path | None,
     on_sandbox_done: Callable[[Sandbox, AgentResult], None] | None,
     make_model: ModelFactory,
 ) -> AgentResult:
     start = time.monotonic()
-    # each attempt saves its steps to a file of its own, which becomes `trajectory_file` only
-    # if this attempt's result is the one kept (an abandoned one may save after its successor)
-    saved = (
-        trajectory_file.with_suffix(f".{uuid.uuid4().hex[:8]}.part") if trajectory_file else None
-    )
+    saved = _attempt_file(trajectory_file, restart) if trajectory_file else None
     with open_sandbox() as sandbox:
         actions = Actions(scaffold, sandbox)
         model = make_model(teacher, config, progress, scaffold, actions)
@@ -240,16 +237,32 @@ def _attempt(
             cost_usd=model.cost_usd,
             wall_s=time.monotonic() - start,
         )
-        if progress.finish():  # not abandoned: this attempt's result is the rollout's
-            if on_sandbox_done is not None:
-                on_sandbox_done(sandbox, result)
-            if saved is not None and saved.exists():
-                saved.replace(trajectory_file)
-                for left in trajectory_file.parent.glob(f"{trajectory_file.stem}.*.part"):
-                    left.unlink(missing_ok=True)  # a killed process's, or an abandoned attempt's
-        elif saved is not None:
-            saved.unlink(missing_ok=True)
+        kept = progress.finish()  # False: abandoned, another attempt's result is the rollout's
+        if kept and on_sandbox_done is not None:
+            on_sandbox_done(sandbox, result)
+        if trajectory_file is not None:
+            _settle_steps(trajectory_file, restart, config.max_requeues + 1, kept)
     return result
+
+
+def _attempt_file(trajectory_file: Path, restart: int) -> Path:
+    """Where an attempt saves its steps as it goes: a file of its own, as an abandoned attempt
+    may still save after the attempt that replaced it has finished."""
+    return trajectory_file.with_suffix(f".attempt-{restart}.part")
+
+
+def _settle_steps(trajectory_file: Path, restart: int, attempts: int, kept: bool) -> None:
+    """The kept attempt's steps become `trajectory_file`, and every other attempt file of the
+    rollout goes (an abandoned attempt's, or one a killed process left); an abandoned attempt
+    removes only its own."""
+    own = _attempt_file(trajectory_file, restart)
+    if not kept:
+        own.unlink(missing_ok=True)
+        return
+    if own.exists():
+        own.replace(trajectory_file)
+    for other in range(attempts):
+        _attempt_file(trajectory_file, other).unlink(missing_ok=True)
 
 
 def clean_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

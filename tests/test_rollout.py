@@ -153,7 +153,7 @@ def test_an_abandoned_attempt_that_wakes_late_changes_nothing_of_the_kept_one(tm
 
 
 def test_steps_a_killed_process_left_behind_go_when_the_rollout_is_kept(tmp_path, repo):
-    left = tmp_path / "traj" / "r1.0badc0de.part"  # a SIGKILLed stage's attempt, half saved
+    left = tmp_path / "traj" / "r1.attempt-1.part"  # a SIGKILLed stage's attempt, half saved
     left.parent.mkdir()
     left.write_text("{}")
     with serve(script(tmp_path)) as double:

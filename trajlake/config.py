@@ -111,7 +111,7 @@ class AgentConfig(Frozen):
     trajectories: str = Field(
         "trajlake-data/trajectories",
         description="each rollout's steps as ROLLOUT_ID.json; saved as they happen in "
-        "ROLLOUT_ID.<attempt>.part, renamed when the attempt is the one kept",
+        "ROLLOUT_ID.attempt-N.part, renamed when the attempt is the one kept",
     )
 
 
