@@ -32,7 +32,8 @@ def cached_model(cache: Path) -> Path:
 
 
 def test_help_and_wrong_words_print_the_usage() -> None:
-    assert (realmodel("--help").returncode, realmodel("--help").stdout) == (0, USAGE)
+    done = realmodel("--help")
+    assert (done.returncode, done.stdout) == (0, USAGE)
     for wrong in ((), ("pull",), ("fetch", QWEN_05B.name, "extra")):
         done = realmodel(*wrong)
         assert (done.returncode, done.stdout) == (2, USAGE)
