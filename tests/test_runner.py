@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -31,9 +34,11 @@ def setup(bus_config, tmp_path):
     bus.close()
 
 
-def run_until_idle(stage, config, bus, lake, **runner_options) -> StageRunner:
+def run_until_idle(
+    stage, config, bus, lake, idle_timeout_s: float = 2, **runner_options
+) -> StageRunner:
     runner = StageRunner(stage, bus, lake, RunnerConfig(poll_timeout_s=0.2, **runner_options))
-    runner.run(idle_timeout_s=2)
+    runner.run(idle_timeout_s=idle_timeout_s)
     return runner
 
 
@@ -260,3 +265,35 @@ def test_taken_over_partitions_reuse_their_old_owners_lake_work(setup):
     assert len(calls) == 30 - theirs  # only the runner's own share was computed
     published = [json.loads(m.value)["event_id"] for m in read_topic(bus, "tasks")]
     assert sorted(published) == sorted(expected_id(c.event_id) for c in commits)
+
+
+DEAD_MEMBER = """
+import sys, time
+from trajlake.bus import open_bus
+from trajlake.config import BusConfig
+consumer = open_bus(BusConfig.model_validate_json(sys.argv[1])).consumer("echo", ["commits"])
+while not consumer.assignment():
+    consumer.poll(timeout_s=0.2)
+print(len(consumer.assignment()), flush=True)
+time.sleep(600)
+"""
+
+
+def test_an_idle_timeout_waits_for_the_partitions_a_killed_member_still_holds(setup):
+    """A member SIGKILLed mid-run keeps its partitions until the session timeout; a runner
+    started with an idle timeout must not exit before they come to it."""
+    config, bus, lake = setup
+    commits = [commit_event(i, repo=f"org/repo{i % 6}") for i in range(30)]  # 3 partitions
+    produce(bus, "commits", [c.encode() for c in commits], [c.partition_key() for c in commits])
+    member = subprocess.Popen(
+        [sys.executable, "-c", DEAD_MEMBER, config.bus.model_dump_json()], stdout=subprocess.PIPE
+    )
+    assert int(member.stdout.readline()) > 0  # it owns partitions, with records in them
+    member.send_signal(signal.SIGKILL)
+    member.wait()
+
+    run_until_idle(STAGE, config, bus, lake, idle_timeout_s=1)
+
+    assert bus.committed("echo", ["commits"]) == bus.end_offsets(["commits"])
+    tasks = lake.connect().execute("SELECT event_id FROM tasks").fetchall()
+    assert sorted(r[0] for r in tasks) == sorted(expected_id(c.event_id) for c in commits)

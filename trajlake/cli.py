@@ -95,7 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     stage = sub.add_parser("stage", help="run one stage until stopped (SIGTERM finishes cleanly)")
     stage.add_argument("name", help="a built-in stage name, or package.module:factory")
     stage.add_argument(
-        "--idle-timeout", type=float, metavar="S", help="exit after S seconds with no input"
+        "--idle-timeout",
+        type=float,
+        metavar="S",
+        help="exit after S seconds with no input, once the stage's group has no records left"
+        " (a killed worker's partitions come to this one after bus.session_timeout_ms)",
     )
     stage.add_argument(  # also after the name, as in `trajlake stage rollout1 --config F`
         "-c", "--config", default=argparse.SUPPRESS, help="config file (as before the command)"

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from trajlake.bus import Bus
+from trajlake.bus import Bus, group_lag
 from trajlake.config import Config
 from trajlake.errors import TrajlakeError
 from trajlake.lake import Lake
@@ -39,10 +39,7 @@ def stage_lags(bus: Bus, stages: dict[str, tuple[str, ...]]) -> list[StageStatus
     """Per stage (name -> input topics): how many input records its group has not committed."""
     statuses = []
     for name, inputs in stages.items():
-        ends = bus.end_offsets(inputs)
-        done = bus.committed(name, inputs)
-        lag = sum(end - done.get(tp, 0) for tp, end in ends.items())
-        statuses.append(StageStatus(name, inputs, lag))
+        statuses.append(StageStatus(name, inputs, group_lag(bus, name, inputs)))
     return statuses
 
 

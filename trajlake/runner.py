@@ -23,7 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from trajlake import envelope
-from trajlake.bus import Bus, Consumer, Message, Producer, TopicPartition
+from trajlake.bus import Bus, Consumer, Message, Producer, TopicPartition, group_lag
 from trajlake.config import BusConfig, RunnerConfig
 from trajlake.delivery import DLQ_TOPIC, Delivery, Handled
 from trajlake.errors import CommitFailed
@@ -85,11 +85,16 @@ class StageRunner:
         idle_timeout_s: float | None = None,
         on_progress: Callable[[RunStats], None] | None = None,
     ) -> RunStats:
-        """Process records until `stop()`, or until nothing arrived for `idle_timeout_s`.
+        """Process records until `stop()`, or until nothing arrived for `idle_timeout_s` and
+        the group has nothing left to commit.
 
-        Time spent without partitions (joining a group, a rebalance) does not count as idle.
+        Time spent without partitions (joining a group, a rebalance) does not count as idle,
+        nor does time in which other members' partitions hold uncommitted records: a member
+        killed mid-run keeps its partitions until `bus.session_timeout_ms`, and then they
+        come to this one.
         """
-        consumer = self.bus.consumer(self.stage.name, subscriptions(self.stage, self.bus))
+        topics = subscriptions(self.stage, self.bus)
+        consumer = self.bus.consumer(self.stage.name, topics)
         producer = self.bus.producer()
         last_activity = time.monotonic()
         try:
@@ -100,7 +105,9 @@ class StageRunner:
                     on_progress(self.stats)
                 idle = time.monotonic() - last_activity
                 if idle_timeout_s is not None and not self._held and idle >= idle_timeout_s:
-                    break
+                    if not self._others_hold_work(topics):
+                        break
+                    last_activity = time.monotonic()
             self._drain(producer, consumer)
             if on_progress:
                 on_progress(self.stats)
@@ -110,6 +117,15 @@ class StageRunner:
             if self._pool:
                 self._pool.shutdown(wait=True)
         return self.stats
+
+    def _others_hold_work(self, topics: list[str]) -> bool:
+        """Whether the group has records not yet committed (none in this member's partitions,
+        which it has drained): a live member is working on them, or a dead one still holds
+        them."""
+        lag = group_lag(self.bus, self.stage.name, topics)
+        if lag:
+            log.info("%s: idle, waiting for %d records other members hold", self.stage.name, lag)
+        return lag > 0
 
     # -- window --------------------------------------------------------------------------
 

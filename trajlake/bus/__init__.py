@@ -23,4 +23,19 @@ def open_bus(config: BusConfig) -> Bus:
     return bus
 
 
-__all__ = ["Bus", "Consumer", "Message", "Producer", "TopicPartition", "open_bus", "partition_for"]
+def group_lag(bus: Bus, group: str, topics: list[str] | tuple[str, ...]) -> int:
+    """How many records on `topics` the consumer group has not committed yet."""
+    done = bus.committed(group, topics)
+    return sum(end - done.get(tp, 0) for tp, end in bus.end_offsets(topics).items())
+
+
+__all__ = [
+    "Bus",
+    "Consumer",
+    "Message",
+    "Producer",
+    "TopicPartition",
+    "group_lag",
+    "open_bus",
+    "partition_for",
+]
