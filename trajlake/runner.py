@@ -105,7 +105,7 @@ class StageRunner:
                     on_progress(self.stats)
                 idle = time.monotonic() - last_activity
                 if idle_timeout_s is not None and not self._held and idle >= idle_timeout_s:
-                    if not self._others_hold_work(topics):
+                    if not self._group_has_work(topics):
                         break
                     last_activity = time.monotonic()
             self._drain(producer, consumer)
@@ -118,13 +118,12 @@ class StageRunner:
                 self._pool.shutdown(wait=True)
         return self.stats
 
-    def _others_hold_work(self, topics: list[str]) -> bool:
-        """Whether the group has records not yet committed (none in this member's partitions,
-        which it has drained): a live member is working on them, or a dead one still holds
-        them."""
+    def _group_has_work(self, topics: list[str]) -> bool:
+        """Whether the group has records not yet committed: another member is working on
+        them, a dead one still holds them, or they have just arrived here."""
         lag = group_lag(self.bus, self.stage.name, topics)
         if lag:
-            log.info("%s: idle, waiting for %d records other members hold", self.stage.name, lag)
+            log.info("%s: idle, but its group has %d records to commit", self.stage.name, lag)
         return lag > 0
 
     # -- window --------------------------------------------------------------------------
