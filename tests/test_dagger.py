@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_lake import task  # a TaskEvent with every field filled
 
 from trajlake.cli import main
 from trajlake.config import load_config
 from trajlake.consumers.dagger_policy import Mix
 from trajlake.lake import Lake
 from trajlake.producers.dagger import collect_events
-from trajlake.schemas import TaskEvent
 from trajlake.training.chat import IGNORE_INDEX, tokenize_chat
 
 pytestmark = pytest.mark.dagger
@@ -140,19 +140,8 @@ def test_coin_flips_are_fixed_by_seed_task_and_turn():
 
 
 def test_collections_differing_only_in_label_every_are_two_collections():
-    task = TaskEvent(
-        event_id="task-1",
-        stage="function_sampler",
-        commit="c0ffee",
-        function_file="stats.py",
-        function_name="mean",
-        line_start=1,
-        line_end=2,
-        change_type="error handling",
-        request="Make `mean` robust.",
-    )
     sent = [
-        collect_events([task], load_config(None, [f"dagger.label_every={k}"]), iteration=1)[0]
+        collect_events([task(1)], load_config(None, [f"dagger.label_every={k}"]), iteration=1)[0]
         for k in (1, 2)
     ]
     assert [e.label_every for e in sent] == [1, 2]
