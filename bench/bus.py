@@ -26,7 +26,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.record.util import crc32c_c
 
-from trajlake.bus import Bus, Consumer, Message, Producer, open_bus
+from trajlake.bus import Bus, Consumer, Message, open_bus
 from trajlake.bus.tansu import tansu_broker
 from trajlake.config import BusConfig, RunnerConfig
 from trajlake.lake import Lake
@@ -92,14 +92,14 @@ def process(event: Event) -> list[Event]:
 
 
 class _FirstRecordBus:
-    """The two `Bus` methods the runner calls; notes when its consumer first returns records."""
+    """The inner bus, whose consumers note when they first return records."""
 
     def __init__(self, inner: Bus):
         self._inner = inner
         self.first_record: float | None = None
 
-    def producer(self) -> Producer:
-        return self._inner.producer()
+    def __getattr__(self, name: str) -> object:  # every other Bus method, as the inner bus's
+        return getattr(self._inner, name)
 
     def consumer(self, group: str, topics: list[str]) -> Consumer:
         return _FirstRecordConsumer(self._inner.consumer(group, topics), self)
