@@ -30,6 +30,32 @@ def test_env_secrets_and_credential_shapes_are_redacted():
     assert "/usr/bin:/bin" in out and "short 1" in out  # not secrets: left alone
 
 
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "sk-proj-abcdefghijklmnop1234",
+        "sk-ant-abcdefghijklmnop1234",
+        "hf_abcdefghijklmnopqrstuv",
+        "ghs_abcdefghijklmnopqrstuvwxyz",
+        "github_pat_abcdefghijklmnopqrstuv",
+        "xoxb-1234567890-abcdef",
+        "AKIAABCDEFGHIJKLMNOP",
+        "bearer abcdefghijklmnop1234",
+        "BEARER abcdefghijklmnop1234",
+        "Zq9-from-the-environment",  # a value starting where no credential shape does
+    ],
+)
+def test_every_shape_is_redacted_in_any_field_of_an_event(secret):
+    redactor = Redactor({"DEPLOY_TOKEN": "Zq9-from-the-environment"})
+    assert redactor.redact(f"x {secret} y") == "x [REDACTED] y"
+    event = commit_event(1).model_copy(update={"changed_files": ["a.py", f"{secret} leaked"]})
+    redacted = redactor.redact_event(event)
+    assert redacted.changed_files == ["a.py", "[REDACTED] leaked"]
+    assert redacted.message == event.message  # the other fields are left as they were
+    clean = commit_event(2)
+    assert redactor.redact_event(clean) is clean  # nothing found: the event itself
+
+
 def test_a_secret_from_the_environment_never_reaches_lake_or_topic(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     bus = open_bus(BusConfig(path=str(tmp_path / "bus.db")))
