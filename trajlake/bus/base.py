@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 TopicPartition = tuple[str, int]
@@ -33,9 +34,16 @@ def partition_for(key: bytes | None, partitions: int, fallback: int = 0) -> int:
     """
     if key is None:
         return fallback % partitions
+    return _key_hash(key) % partitions
+
+
+@lru_cache(maxsize=1 << 16)
+def _key_hash(key: bytes) -> int:
+    """murmur2 in kafka-python is pure Python (~5 µs a key); keys repeat (a repository's
+    records share one), so each is hashed once."""
     from kafka.partitioner.default import murmur2  # kafka-python's import costs 0.25 s: when used
 
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return murmur2(key) & 0x7FFFFFFF
 
 
 class Producer(Protocol):
