@@ -30,7 +30,7 @@ from trajlake.bus import Bus, Consumer, Message, open_bus
 from trajlake.bus.tansu import tansu_broker
 from trajlake.config import BusConfig, RunnerConfig
 from trajlake.lake import Lake
-from trajlake.runner import RunStats, StageRunner
+from trajlake.runner import RETRY_TOPIC, RunStats, StageRunner
 from trajlake.schemas import CommitEvent, Event, TaskEvent, make_event_id
 from trajlake.stage import Stage
 
@@ -154,7 +154,7 @@ def runner_hop(
 
 
 def _preload(bus: Bus, payloads: list[CommitEvent], partitions: int) -> None:
-    bus.create_topics(["commits", "tasks", "dlq"], partitions)
+    bus.create_topics(["commits", "tasks", "dlq", RETRY_TOPIC], partitions)  # as `topics create`
     producer = bus.producer()
     for event in payloads:
         producer.send("commits", event.encode(), event.partition_key())

@@ -39,7 +39,7 @@ from trajlake.config import Config, load_config
 from trajlake.consumers.rollout import make_rollout1
 from trajlake.demo import build_sample_repo
 from trajlake.lake import Lake
-from trajlake.runner import RunStats, StageRunner
+from trajlake.runner import RETRY_TOPIC, RunStats, StageRunner
 from trajlake.schemas import Event, TaskEvent, make_event_id
 from trajlake.teacher.double import DoubleServer, serve
 
@@ -150,7 +150,9 @@ def run_one(n: int, repo: Path, double: DoubleServer, args: Namespace) -> Result
     tasks = sample_tasks(repo, args.rounds * n)
     bus = open_bus(config.bus)
     try:
-        bus.create_topics(["tasks", "replay", "rollouts.t1", "dlq"], config.bus.partitions)
+        bus.create_topics(
+            ["tasks", "replay", "rollouts.t1", "dlq", RETRY_TOPIC], config.bus.partitions
+        )
         producer = bus.producer()
         for task in tasks:
             producer.send("tasks", task.encode(), task.partition_key())
