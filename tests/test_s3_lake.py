@@ -2,15 +2,20 @@
 
 Writes go through pyarrow's S3 filesystem, reads through DuckDB over PyArrow (see
 trajlake.lake.objects for why not httpfs): append, visibility only through manifests written
-after their objects, the stage runner and `trajlake sql` on an s3:// root.
+after their objects, the stage runner and `trajlake sql` on an s3:// root, and claim checks
+whose object cannot be read: a storage error at once (a second moto server that refuses every
+credential stands for a consumer whose storage refuses it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +27,13 @@ import pytest
 from echo_stage import STAGE, commit_event, expected_id
 from helpers import produce
 
+from trajlake import envelope
 from trajlake.bus import open_bus
 from trajlake.cli import main
 from trajlake.config import BusConfig, RunnerConfig
 from trajlake.errors import LakeError
-from trajlake.lake import Lake
+from trajlake.lake import Lake, claims
+from trajlake.lake.claims import ClaimStorageError, relative_path
 from trajlake.lake.mixtures import lake_files
 from trajlake.lake.objects import MANIFESTS, ObjectLake, s3_filesystem
 from trajlake.runner import StageRunner
@@ -48,6 +55,32 @@ def s3_endpoint() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def refusing_endpoint() -> Iterator[str]:
+    """http://127.0.0.1:PORT of a moto S3 server that checks credentials from the first request
+    (INITIAL_NO_AUTH_ACTION_COUNT=0): it has none on file, so it refuses every one (403)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "moto did not start"
+            time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=30)
 
 
 @pytest.fixture
@@ -247,6 +280,39 @@ def test_the_runner_and_trajlake_sql_on_an_s3_root(
     assert ids == {expected_id(c.event_id) for c in commits}
     [one] = Lake(root).read_events("tasks", "list_contains(parent_ids, ?)", [commits[7].event_id])
     assert one.event_id == expected_id(commits[7].event_id)  # how the runner finds prior work
+
+
+def claimed_task(lake: Lake) -> tuple[bytes, str]:
+    """A task too big for the bus, written as a stage writes it: its bus bytes (a claim check
+    on its object) and the object's URI."""
+    big = task(3).model_copy(update={"request": "Widget.method_3 " * 200})
+    [uri] = lake.write("tasks", [big], "sampler-p0-o000000000003", date=DAY)
+    data = envelope.encode(big, relative_path(lake, uri), 1_000)
+    assert envelope.is_claim_check(data) and envelope.decode("tasks", data, lake) == big
+    return data, uri
+
+
+def test_a_claim_check_on_storage_that_refuses_the_credentials_fails_at_once(
+    root: str, refusing_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, uri = claimed_task(Lake(root))
+    # The consumer's storage refuses it (here: a server that knows no credentials): that is
+    # no row "not there yet" to wait for, but an error naming the object and the cause.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", refusing_endpoint)
+    monkeypatch.setattr(claims, "WAIT_FOR_ROW_S", 0.0)  # only the error's kind is under test
+    refused = f"cannot read {re.escape(uri)}, which holds the request of record .*ACCESS_DENIED"
+    with pytest.raises(ClaimStorageError, match=refused):
+        envelope.decode("tasks", data, Lake(root))
+
+
+def test_a_claimed_object_gone_under_its_manifest_is_a_storage_error(root: str) -> None:
+    lake = Lake(root)
+    data, uri = claimed_task(lake)
+    s3_filesystem().delete_file(uri.removeprefix("s3://"))  # its manifest still names it
+    with pytest.raises(
+        ClaimStorageError, match=f"cannot read the rows of record .* in {root}/tasks"
+    ):
+        envelope.decode("tasks", data, lake)
 
 
 def test_compaction_of_an_s3_lake_says_it_is_not_supported(root: str, capsys) -> None:
