@@ -2,11 +2,11 @@
 
 Run as:
     python bench/mixture.py                       # 1,000,000 rows, ~3 KB of text each
-    python bench/mixture.py --rows 100000         # a quicker look
+    python bench/mixture.py --rows 100000 --no-goals   # a quicker look
 
 The script generates synthetic rows of the `trajectories` view (metadata plus messages of a few
 KB; cached under --data between runs) as Parquet and as JSONL, then builds the same selection
-two ways in the same run:
+two ways in the same run (each source's count scaled to --rows: 2.5% of them):
 
   trajlake        `write_mixture` on a DuckDB view over the Parquet file: one statement that
                   selects on metadata, then reads and renders only the chosen rows, written as
@@ -15,6 +15,8 @@ two ways in the same run:
                   messages parsed, cut and flagged, written as JSONL.
 
 Goals: selection under 1 s; export at >= 150 MB/s; >= 10x faster than the straightforward way.
+Exits 1 when the two builds chose different rows (or cut one to another length), and when a goal
+is missed (unless --no-goals: the goals are for 1,000,000 rows; fixed costs dominate fewer).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import hashlib
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -107,10 +110,16 @@ def generate(data: Path, rows: int) -> tuple[Path, Path]:
     return parquet, jsonl
 
 
-def run_trajlake(parquet: Path, out: Path) -> dict[str, float]:
+def scaled(rows: int) -> dict:
+    """SPEC with each source's count scaled to `rows` (25,000 of 1,000,000: 2.5%)."""
+    sources = [s | {"count": max(1, round(s["count"] * rows / 1_000_000))} for s in SPEC["sources"]]
+    return SPEC | {"sources": sources}
+
+
+def run_trajlake(parquet: Path, out: Path, spec_data: dict) -> dict:
     """Selection alone, then the real build (selection, read, render, write, manifest,
     report); then the two COPYs again on their own, for the write rate."""
-    spec = MixtureSpec.model_validate(SPEC)
+    spec = MixtureSpec.model_validate(spec_data)
     con = duckdb.connect()
     con.execute(f"CREATE VIEW trajectories AS SELECT * FROM read_parquet('{parquet}')")
     start = time.perf_counter()
@@ -124,8 +133,10 @@ def run_trajlake(parquet: Path, out: Path) -> dict[str, float]:
     con.execute(f"COPY mixture TO '{out}/again.parquet' (FORMAT parquet, COMPRESSION zstd)")
     con.execute(f"COPY mixture TO '{out}/again.jsonl' (FORMAT json)")
     write_s = time.perf_counter() - start
+    kept = f"SELECT sample_id, kept_messages FROM read_parquet('{directory}/data.parquet')"
     return {
         "chosen": chosen,
+        "kept": dict(con.execute(kept).fetchall()),
         "rows": manifest["samples"],
         "selection_s": selection_s,
         "build_s": build_s,
@@ -143,24 +154,25 @@ def matches(row: dict, source: dict) -> bool:
     )
 
 
-def run_straightforward(jsonl: Path, out: Path, seed: int = 1) -> dict[str, float]:
+def run_straightforward(jsonl: Path, out: Path, spec: dict) -> dict:
     """Read every row, keep the matching ones, sort, take the quotas, render, write."""
     start = time.perf_counter()
-    target_repos, ratio = set(SPEC["specialization"]["repos"]), SPEC["specialization"]["ratio"]
+    seed = spec["seed"]
+    target_repos, ratio = set(spec["specialization"]["repos"]), spec["specialization"]["ratio"]
     pools: dict[tuple[str, bool], list[dict]] = {}
     seen: set[tuple[str, str, str]] = set()
     with jsonl.open() as f:
         for line in f:
             row = json.loads(line)
-            ratio_at = row["truncation_ratios"][row["budgets"].index(SPEC["context_budget"])]
-            source = next((s for s in SPEC["sources"] if matches(row, s)), None)
+            ratio_at = row["truncation_ratios"][row["budgets"].index(spec["context_budget"])]
+            source = next((s for s in spec["sources"] if matches(row, s)), None)
             if source is None or ratio_at <= 0:
                 continue
             row["ratio"] = ratio_at
             key = (source["name"], row["repo"] in target_repos)
             pools.setdefault(key, []).append(row)
     chosen = []
-    for source in SPEC["sources"]:
+    for source in spec["sources"]:
         for target in (True, False):
             want = (
                 round(source["count"] * ratio)
@@ -182,17 +194,43 @@ def run_straightforward(jsonl: Path, out: Path, seed: int = 1) -> dict[str, floa
                     taken.append(row)
             chosen.extend(taken)
     out.mkdir(parents=True, exist_ok=True)
+    kept_by_id = {}
     with (out / "data.jsonl").open("w") as f:
         for row in sorted(chosen, key=lambda r: -r["ratio"]):
             messages = json.loads(row.pop("messages_json"))
-            kept = round(row["ratio"] * len(messages))
+            kept = int(row["ratio"] * len(messages) + 0.5)  # SQL's round: .5 away from zero
             row["messages"] = [m | {"train": m["role"] == "assistant"} for m in messages[:kept]]
+            kept_by_id[row["rollout_id"]] = kept
             f.write(json.dumps(row) + "\n")
     return {
         "rows": len(chosen),
+        "kept": kept_by_id,
         "build_s": time.perf_counter() - start,
         "mb": (out / "data.jsonl").stat().st_size / 1e6,
     }
+
+
+def disagreement(ours: dict[str, int], plain: dict[str, int]) -> str | None:
+    """How the two builds' rows (sample id -> messages kept) differ, or None."""
+    if ours == plain:
+        return None
+    only_ours, only_plain = ours.keys() - plain.keys(), plain.keys() - ours.keys()
+    cut = {k for k in ours.keys() & plain.keys() if ours[k] != plain[k]}
+    return (
+        f"the two builds disagree: {len(only_ours)} rows chosen only by trajlake, "
+        f"{len(only_plain)} only by the straightforward way, {len(cut)} cut to other lengths "
+        f"(e.g. {sorted(only_ours | only_plain | cut)[:3]})"
+    )
+
+
+def missed_goals(ours: dict, plain: dict) -> list[str]:
+    export, speedup = ours["mb"] / ours["build_s"], plain["build_s"] / ours["build_s"]
+    goals = [
+        (ours["selection_s"] < 1, f"selection {ours['selection_s']:.3f} s (goal < 1 s)"),
+        (export >= 150, f"export {export:.0f} MB/s whole build (goal >= 150)"),
+        (speedup >= 10, f"speed-up {speedup:.1f}x (goal >= 10x)"),
+    ]
+    return [text for met, text in goals if not met]
 
 
 def main() -> None:
@@ -200,20 +238,24 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--data", type=Path, default=Path("bench-data/mixture"))
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    parser.add_argument(
+        "--no-goals", action="store_true", help="print the goals, but do not exit 1 on a miss"
+    )
     args = parser.parse_args()
+    spec = scaled(args.rows)
     start = time.perf_counter()
     parquet, jsonl = generate(args.data, args.rows)
     print(
         f"data: {args.rows:,} rows · parquet {parquet.stat().st_size / 1e9:.2f} GB · "
         f"jsonl {jsonl.stat().st_size / 1e9:.2f} GB ({time.perf_counter() - start:.0f} s)"
     )
-    ours = run_trajlake(parquet, args.data / "out-trajlake")
+    ours = run_trajlake(parquet, args.data / "out-trajlake", spec)
     print(
         f"trajlake        selection {ours['selection_s']:.3f} s ({ours['chosen']:,} rows) · "
         f"whole build {ours['build_s']:.2f} s · wrote {ours['mb']:.0f} MB "
         f"(writing alone {ours['write_s']:.2f} s)"
     )
-    plain = run_straightforward(jsonl, args.data / "out-plain")
+    plain = run_straightforward(jsonl, args.data / "out-plain", spec)
     print(
         f"straightforward build {plain['build_s']:.2f} s ({plain['rows']:,} rows) · "
         f"wrote {plain['mb']:.0f} MB"
@@ -226,6 +268,19 @@ def main() -> None:
     )
     if not args.keep:
         shutil.rmtree(args.data)
+    sys.exit(verdict(ours, plain, check_goals=not args.no_goals))
+
+
+def verdict(ours: dict, plain: dict, check_goals: bool) -> str | None:
+    """Prints whether both builds chose the same rows and the goals missed; returns what to
+    exit with: None, or why the run failed."""
+    different = disagreement(ours["kept"], plain["kept"])
+    missed = missed_goals(ours, plain)
+    print(f"same rows both ways: {'no' if different else 'yes'} ({len(ours['kept']):,} rows)")
+    print(f"goals missed: {'; '.join(missed)}" if missed else "goals: all met")
+    problems = [different] if different else []
+    problems += [f"goal missed: {m}" for m in missed] if check_goals else []
+    return "\n".join(problems) or None
 
 
 if __name__ == "__main__":

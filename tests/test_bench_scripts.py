@@ -17,7 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = {  # script: (small-size arguments, a line its report always prints)
     "verifier.py": (["--pairs", "300", "--repeat", "1"], "r identical on 300/300 pairs"),
     "filter.py": (["--trajectories", "50", "--naive", "10", "--repeat", "1"], "batched / loop:"),
-    "mixture.py": (["--rows", "20000", "--data", "{tmp}"], "selection "),
+    "mixture.py": (
+        ["--rows", "20000", "--data", "{tmp}", "--no-goals"],
+        "same rows both ways: yes",
+    ),
     "lake_scale.py": (
         ["--rollouts", "2000", "--repos", "5", "--days", "2", "--workdir", "{tmp}"],
         "mixture data byte-identical before and after compaction: yes",

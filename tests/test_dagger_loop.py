@@ -5,6 +5,7 @@ them into a mixture, `trajlake train` a tiny student on it, serve that student o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -13,13 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 import yaml
 from test_dagger import build_dagger_mixture, collect, rows
 from test_training import CONFIG as TINY_QWEN3  # the tiny model the recipe tests train
 
 from trajlake.config import load_config
-from trajlake.consumers.dagger_policy import Mix
+from trajlake.lake.files import table_files
 from trajlake.teacher.double import demo_script_path, serve
 
 pytestmark = pytest.mark.dagger
@@ -127,15 +129,26 @@ def test_coin_flips_repeat_on_a_rerun_and_a_sigkilled_stage_resumes(demo_copy, t
                 assert not _all_collected(demo.config_file), "the kill must land mid-run"
                 resumed = cli(demo.config_file, "stage", "dagger", "--idle-timeout", "3")
                 assert resumed.wait(timeout=300) == 0, resumed.communicate()[1].decode()[-2000:]
+        config = load_config(demo.config_file)
+        files = [str(f) for f in table_files(Path(config.lake.root), "rollouts_dagger")]
+        written = duckdb.execute("SELECT event_id FROM read_parquet(?)", [files]).fetchall()
+        assert len(written) == len(set(written)) == 3  # in the files: no row twice, kill or not
         found = rows(demo.config_file, "SELECT * FROM rollouts_dagger ORDER BY task_id")
-        assert len(found) == 3 and len({r["event_id"] for r in found}) == 3
         for row in found:
-            mix = Mix(0.5, seed=0, key=f"{row['task_id']}:1")
             turns = json.loads(row["turns_json"])
-            assert [t["actor"] for t in turns] == [mix.actor(t["turn"]) for t in turns]
+            expected = [coin_actor(config.dagger.seed, row["task_id"], 1, t["turn"]) for t in turns]
+            assert [t["actor"] for t in turns] == expected
         actors.append([[t["actor"] for t in json.loads(r["turns_json"])] for r in found])
     assert actors[0] == actors[1]
     assert {a for run in actors[0] for a in run} == {"teacher", "student"}
+
+
+def coin_actor(seed: int, task_id: str, iteration: int, turn: int, beta: float = 0.5) -> str:
+    """Who acts at `turn`: DESIGN item 9's coin, P(teacher) = beta, drawn as
+    consumers/dagger_policy.py documents it, from (seed, task, iteration, turn): the first 8
+    bytes of a sha256 as a fraction of 2**64, the teacher below beta."""
+    digest = hashlib.sha256(f"{seed}\x1f{task_id}:{iteration}\x1f{turn}".encode()).digest()
+    return "teacher" if int.from_bytes(digest[:8], "big") / 2**64 < beta else "student"
 
 
 def _all_collected(config_file: Path) -> bool:

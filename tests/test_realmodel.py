@@ -22,7 +22,7 @@ from transformers import AutoTokenizer
 from trajlake.config import Config, FilterConfig, load_config
 from trajlake.consumers.filter import make_stage, render_message
 from trajlake.consumers.pr_writer import PrWriter
-from trajlake.consumers.rollout import Rollouts, rollout1
+from trajlake.consumers.rollout import SELF_EVAL_PROMPT, Rollouts, rollout1
 from trajlake.realmodel import QWEN_05B, Server
 from trajlake.schemas import PrEvent, RolloutEvent, SampleEvent, TaskEvent, make_event_id, to_arrow
 
@@ -164,9 +164,16 @@ def test_the_pr_writer_gets_a_pr_from_the_real_model(tmp_path, repo, qwen_server
     to_arrow([pr], PrEvent.arrow_schema())
 
 
-def test_self_evaluation_by_the_real_model_is_a_yes_or_a_no(tmp_path, qwen_server) -> None:
+def test_the_real_model_answers_the_self_evaluation_with_a_yes_or_a_no(
+    tmp_path, qwen_server
+) -> None:
+    """The model's own reply to the self-evaluation prompt holds a yes or a no. (What
+    `Rollouts.self_evaluate` returns cannot show it: any other reply reads as "no".)"""
     ctx = Rollouts.create(config(tmp_path, qwen_server))
-    assert ctx.self_evaluate(REQUEST, PATCH) in ("yes", "no")
+    prompt = SELF_EVAL_PROMPT.format(request=REQUEST, patch=PATCH)
+    reply = ctx.teacher.chat([{"role": "user", "content": prompt}], purpose="self_eval")
+    text = reply.message.get("content") or ""
+    assert re.search(r"\b(yes|no)\b", text, re.IGNORECASE), f"no yes or no in {text!r}"
     assert ctx.teacher.budget.spent > 0  # the server's usage was counted
 
 

@@ -4,7 +4,8 @@
   flash-attn): torch runs its forward on the CPU, not its backward, so the loss is compared;
 - Liger's fused linear cross-entropy (the loss `auto` picks on CUDA with the `train-gpu`
   extra): Triton's interpreter (TRITON_INTERPRET=1) runs its kernels on the CPU, so loss and
-  every gradient are compared. Without liger-kernel installed the test skips and says so.
+  every gradient are compared. The `dev` extra installs liger-kernel (and the Triton that
+  torch's CUDA build pins), so CI runs it; without liger-kernel the test skips and says so.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def test_flex_attention_keeps_packed_samples_apart_as_padding_does() -> None:
 
 @pytest.mark.skipif(
     importlib.util.find_spec("liger_kernel") is None,
-    reason='liger-kernel is not installed (pip install -e ".[train,train-gpu]"); with it, '
+    reason='liger-kernel is not installed (pip install -e ".[dev,train]"); with it, '
     "this test runs Liger's kernels on the CPU under Triton's interpreter",
 )
 @pytest.mark.parametrize("pack", [False, True])
