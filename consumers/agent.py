@@ -24,7 +24,7 @@ from trajlake.config import AgentConfig
 from trajlake.consumers.scaffold import render_system, render_task
 from trajlake.consumers.scaffold_spec import Scaffold
 from trajlake.consumers.watchdog import Abandoned, Progress, watched
-from trajlake.errors import ConfigError, TrajlakeError
+from trajlake.errors import ConfigError, Outage, SandboxDown, SandboxError, TrajlakeError
 from trajlake.sandbox import Sandbox
 from trajlake.teacher.client import Teacher
 from trajlake.teacher.reply import SOURCE_KEY, TeacherReply
@@ -208,7 +208,7 @@ def _attempt(
 ) -> AgentResult:
     start = time.monotonic()
     saved = _attempt_file(trajectory_file, restart) if trajectory_file else None
-    with open_sandbox() as sandbox:
+    with _started(open_sandbox) as sandbox:
         actions = Actions(scaffold, sandbox)
         model = make_model(teacher, config, progress, scaffold, actions)
         agent = DefaultAgent(
@@ -225,6 +225,10 @@ def _attempt(
         try:
             task = render_task(scaffold, request)
             exit_status = agent.run(task, system=render_system(scaffold)).get("exit_status", "")
+        except Outage:  # the infrastructure's, not the model's: never a row; redone whole
+            if saved is not None:
+                saved.unlink(missing_ok=True)
+            raise
         except (TrajlakeError, Abandoned) as e:  # the agent already recorded an exit message
             exit_status, error = type(e).__name__, str(e)
         result = AgentResult(
@@ -243,6 +247,14 @@ def _attempt(
         if trajectory_file is not None:
             _settle_steps(trajectory_file, restart, config.max_requeues + 1, kept)
     return result
+
+
+def _started(open_sandbox: Callable[[], Sandbox]) -> Sandbox:
+    """A new sandbox; one that does not start is an outage (the rollout is tried again later)."""
+    try:
+        return open_sandbox()
+    except SandboxError as e:
+        raise SandboxDown(f"the rollout's sandbox did not start: {e}") from e
 
 
 def _attempt_file(trajectory_file: Path, restart: int) -> Path:

@@ -60,8 +60,9 @@ def test_every_task_has_its_whole_lineage_and_a_rerun_adds_nothing(
         assert again.counts == before
 
 
-def test_a_failing_teacher_gives_failure_rows_not_a_crash(tmp_path):
-    """It answers GET /models, so the preflight passes, then fails every call (HTTP 503)."""
+def test_a_failing_teacher_gives_dead_letters_not_failure_rows(tmp_path):
+    """It answers GET /models, so the preflight passes, then fails every call (HTTP 503): an
+    outage, so every task becomes a dead letter to re-drive, and no rollout row records it."""
     script = tmp_path / "failing.yaml"
     script.write_text(
         "model: teacher\nsessions:\n  - name: down\n    match: '.'\n    match_on: all\n"
@@ -70,10 +71,17 @@ def test_a_failing_teacher_gives_failure_rows_not_a_crash(tmp_path):
     with serve(script) as failing:
         result = run_demo(
             tmp_path / "demo",
-            [f"teacher.base_url={failing.url}", "teacher.max_retries=1", "agent.max_requeues=0"],
+            [
+                f"teacher.base_url={failing.url}",
+                "teacher.max_retries=1",
+                "runner.outage_patience_s=0.5",
+            ],
         )
     con = Lake(result.config.lake.root).connect()
-    rows = con.execute("SELECT exit_status, error FROM rollouts_t1").fetchall()
-    assert rows and len(rows) == result.counts["tasks"]  # one failure row per task, none lost
-    assert all(status == "TeacherError" and "127.0.0.1" in error for status, error in rows)
-    assert result.counts["prs"] == 0 and result.counts["dlq"] == 0
+    assert result.counts["rollouts.t1"] == 0 and result.counts["prs"] == 0
+    letters = con.execute("SELECT stage, error_type, error FROM dlq").fetchall()
+    assert len(letters) == result.counts["tasks"]  # one per task, none lost
+    assert all(
+        (stage, kind) == ("rollout1", "TeacherUnavailable") and "HTTP 503" in error
+        for stage, kind, error in letters
+    )

@@ -180,4 +180,4 @@ def test_the_demo_exits_non_zero_when_a_record_of_its_run_is_dead_lettered(demo_
     bus.close()
     rc, err = cli("demo", "--workdir", str(copy.workdir))
     assert rc == 1 and "1 record(s) failed this run and became dead letters" in err
-    assert f"trajlake --config {copy.config_file} sql" in err  # where to see why
+    assert f"trajlake --config {copy.config_file} dlq list" in err  # where to see why

@@ -23,7 +23,7 @@ import yaml
 
 from trajlake.config import TeacherConfig
 from trajlake.consumers.scaffold import SUBMIT_MARKER
-from trajlake.errors import BudgetExceeded, TeacherError
+from trajlake.errors import BudgetExceeded, Outage, TeacherError, TeacherUnavailable
 from trajlake.teacher import Budget, Teacher, UsageMeter, teacher_id
 from trajlake.teacher import double as double_module
 from trajlake.teacher.client import backoff_delay
@@ -232,7 +232,7 @@ def test_a_hang_past_the_timeout_is_retried_then_fails(
     make_teacher: Callable[..., Teacher], double: DoubleServer
 ) -> None:
     teacher = make_teacher(timeout_s=0.3, max_retries=1)
-    with pytest.raises(TeacherError, match=r"timeout.*timeout_s=0\.3") as raised:
+    with pytest.raises(TeacherUnavailable, match=r"timeout.*timeout_s=0\.3") as raised:
         teacher.chat(user("hang"))
     assert double.url in str(raised.value)
     assert double.stats()["hang"] == 2
@@ -243,7 +243,7 @@ def test_a_hang_past_the_timeout_is_retried_then_fails(
 def test_an_endpoint_that_is_down_fails_after_retries() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
     teacher = Teacher(TeacherConfig(base_url=url, max_retries=2), backoff_base_s=0.01)
-    with teacher, pytest.raises(TeacherError, match="connection error") as raised:
+    with teacher, pytest.raises(TeacherUnavailable, match="connection error") as raised:
         teacher.chat(user("hello"))
     message = str(raised.value)
     assert url in message and "3 time(s)" in message and "is running" in message
@@ -268,6 +268,7 @@ def test_4xx_is_not_retried(
     teacher = make_teacher(max_retries=3)
     with pytest.raises(TeacherError, match="HTTP 400") as raised:
         teacher.chat(user(prompt))
+    assert not isinstance(raised.value, Outage)  # the request's own: the rollout's outcome
     assert double.stats() == {session: 1}
     assert teacher.usage.retries == 0 and teacher.usage.total().failures == 1
     if session == "<unmatched>":
@@ -380,7 +381,7 @@ def test_the_api_key_reaches_the_server_but_is_never_kept(
     teacher = make_teacher(api_key_env="TRAJLAKE_TEST_KEY")
     reply = teacher.chat(user("hello"))
     assert double.requests()[-1].authorization == f"Bearer {secret}"
-    with pytest.raises(TeacherError) as raised:
+    with pytest.raises(TeacherUnavailable) as raised:  # configuration, not the model: retried
         teacher.chat(user("unauthorized"))
     assert "TRAJLAKE_TEST_KEY" in str(raised.value)
     shown = [

@@ -208,12 +208,13 @@ def cmd_stage(args: argparse.Namespace, config: Config) -> int:
 
     from trajlake import preflight
     from trajlake.bus import open_bus
+    from trajlake.commands.pipeline import dead_letter_status
     from trajlake.lake import Lake
     from trajlake.runner import StageRunner
     from trajlake.stages import load_stage
 
     stage = load_stage(args.name, config)
-    for note in preflight.check(config, [stage.name]):  # before anything is read
+    for note in preflight.check(config, [stage.name], waiting=[stage.name]):  # before reading
         print(f"warning: {note}", file=sys.stderr)
     bus = open_bus(config.bus)
     if config.bus.kind == "embedded":  # a local log: creating topics on demand is harmless
@@ -239,7 +240,7 @@ def cmd_stage(args: argparse.Namespace, config: Config) -> int:
         f"dead letters {stats.dead_letters}, already done {stats.skipped}",
         file=sys.stderr,
     )
-    return 0
+    return dead_letter_status(stats.dead_letters)
 
 
 def cmd_sql(args: argparse.Namespace, config: Config) -> int:

@@ -72,6 +72,16 @@ class RunnerConfig(Frozen):
     concurrency: int = Field(
         8, ge=1, description="records processed at once by stages marked concurrent (rollouts)"
     )
+    outage_patience_s: float = Field(
+        600,
+        ge=0,
+        description="a record whose infrastructure fails (the teacher or student unreachable, a "
+        "sandbox that does not start) is run again with backoff for this long, then becomes a "
+        "dead letter for `trajlake dlq retry`; never a row of data",
+    )
+    outage_backoff_max_s: float = Field(
+        30, gt=0, description="longest wait between two runs of a record during an outage"
+    )
 
 
 class SandboxConfig(Frozen):

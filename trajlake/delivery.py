@@ -42,6 +42,7 @@ class Handled:
     outputs: list[Event] = field(default_factory=list)
     retry_id: str = ""
     written: frozenset[str] = frozenset()  # topics whose rows for this input the lake holds
+    undone: bool = False  # the stage stopped while it waited out an outage: not to commit
 
 
 DeadLetterFn = Callable[[Handled, Exception], DeadLetter]

@@ -41,6 +41,21 @@ class CommitFailed(BusError):
         self.partitions = partitions
 
 
+class Outage(TrajlakeError):
+    """Infrastructure failed, not the model: a server unreachable or refusing every call, a
+    sandbox that does not start. Never recorded as data: the runner retries the record for
+    `runner.outage_patience_s`, then dead-letters it for `trajlake dlq retry`."""
+
+
+class OutageOutlasted(Outage):
+    """An outage lasted longer than the runner's patience; the record becomes a dead letter
+    whose error type is the outage's (`cause`), e.g. TeacherUnavailable."""
+
+    def __init__(self, message: str, cause: Outage):
+        super().__init__(message)
+        self.cause = cause
+
+
 class LakeError(TrajlakeError):
     """The lake cannot be read or written as asked."""
 
@@ -61,12 +76,22 @@ class TeacherError(TrajlakeError):
     """The teacher endpoint could not answer a chat request."""
 
 
+class TeacherUnavailable(TeacherError, Outage):
+    """The endpoint did not answer the call after the client's retries (unreachable, timeouts,
+    5xx, 429), refused the configuration (401/403/404), or answered something that is not a
+    chat completion: the infrastructure's failure, never the model's."""
+
+
 class BudgetExceeded(TeacherError):
     """A teacher call was refused before sending because it could overrun the token budget."""
 
 
 class SandboxError(TrajlakeError):
     """A sandbox for rollout commands cannot be opened or used as asked."""
+
+
+class SandboxDown(SandboxError, Outage):
+    """A rollout's sandbox did not start (its checkout or its launcher failed)."""
 
 
 class RecordRejected(BusError):

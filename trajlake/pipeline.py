@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from trajlake.bus import Bus, group_lag
 from trajlake.config import Config
 from trajlake.errors import TrajlakeError
 from trajlake.lake import Lake
-from trajlake.runner import RunStats, StageRunner, subscriptions
-from trajlake.stages import BUILTIN, load_stage
+from trajlake.runner import RETRY_TOPIC, RunStats, StageRunner, subscriptions
+from trajlake.stages import BUILTIN, BUILTIN_INPUTS, load_stage
 
 CHECK_EVERY_S = 0.5
 QUIET_CHECKS = 3  # all lags zero this many checks in a row: the pipeline is done
@@ -41,6 +41,16 @@ def stage_lags(bus: Bus, stages: dict[str, tuple[str, ...]]) -> list[StageStatus
     for name, inputs in stages.items():
         statuses.append(StageStatus(name, inputs, group_lag(bus, name, inputs)))
     return statuses
+
+
+def waiting_stages(bus: Bus, names: Iterable[str]) -> set[str]:
+    """The built-in stages among `names` whose group has records to process on their inputs
+    (dead letters sent back included); a stage whose topics do not exist yet has none."""
+    known = set(bus.list_topics())
+    retry = (RETRY_TOPIC,) if RETRY_TOPIC in known else ()
+    inputs = {n: (*BUILTIN_INPUTS[n], *retry) for n in names if n in BUILTIN_INPUTS}
+    inputs = {n: topics for n, topics in inputs.items() if known.issuperset(topics)}
+    return {status.name for status in stage_lags(bus, inputs) if status.lag}
 
 
 def run_pipeline(

@@ -13,6 +13,7 @@ up fails at once with the fix, instead of turning every record into a dead lette
   fail, so a pool with one server down (or still loading) works, and each silent endpoint is a
   note. A model list without `teacher.model` is a note too (some servers list aliases only).
   Records replayed with another teacher (`trajlake replay --teacher`) use that one, unchecked.
+- student (DAgger): checked as the teacher is, when a DAgger stage has records waiting.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from trajlake.config import Config, SandboxConfig, TeacherConfig
 from trajlake.errors import SandboxError, SandboxUnavailable, TeacherUnreachable
 from trajlake.sandbox import check_sandbox
 
-SANDBOX, TEACHER = "sandbox", "teacher"
+SANDBOX, TEACHER, STUDENT = "sandbox", "teacher", "student"
 
 #: built-in stage -> what it needs working before it may consume.
 NEEDS: dict[str, frozenset[str]] = {
@@ -40,7 +41,7 @@ NEEDS: dict[str, frozenset[str]] = {
     "rollout2": frozenset({SANDBOX, TEACHER}),
     "verifier": frozenset(),  # patches only
     "filter": frozenset(),  # a local tokenizer
-    "dagger": frozenset({SANDBOX, TEACHER}),  # and the student: `trajlake dagger collect`
+    "dagger": frozenset({SANDBOX, TEACHER, STUDENT}),
 }
 TIMEOUT_S = 10.0
 NOTHING_CONSUMED = "Nothing was read from the bus."
@@ -55,16 +56,24 @@ class Answer:
     problem: str = ""
 
 
-def check(config: Config, stages: Iterable[str]) -> list[str]:
+def check(config: Config, stages: Iterable[str], waiting: Iterable[str] = ()) -> list[str]:
     """Raise SandboxUnavailable or TeacherUnreachable, saying what to do, unless what `stages`
-    need works; the notes returned are warnings worth showing (an endpoint of several down)."""
-    stages = list(stages)
-    users = {need: [s for s in stages if need in NEEDS.get(s, ())] for need in (SANDBOX, TEACHER)}
+    need works; the notes returned are warnings worth showing (an endpoint of several down).
+
+    The student is called only by a DAgger stage with records to process, so it is checked
+    for the stages in `waiting` (those with records on their inputs, or a process started to
+    run that stage alone): `trajlake run` without DAgger work needs no student.
+    """
+    stages, waiting = list(stages), set(waiting)
+    needs = (SANDBOX, TEACHER, STUDENT)
+    users = {need: [s for s in stages if need in NEEDS.get(s, ())] for need in needs}
     if users[SANDBOX]:
         check_sandbox_works(config.sandbox, users[SANDBOX])
-    if users[TEACHER]:
-        return check_teacher(config.teacher, users[TEACHER])
-    return []
+    notes = check_teacher(config.teacher, users[TEACHER]) if users[TEACHER] else []
+    students = [s for s in users[STUDENT] if s in waiting]
+    if students:
+        notes += check_teacher(config.student, students, role=STUDENT)
+    return notes
 
 
 def check_sandbox_works(config: SandboxConfig, users: list[str]) -> None:

@@ -26,8 +26,9 @@ from trajlake import envelope
 from trajlake.bus import Bus, Consumer, Message, Producer, TopicPartition, group_lag
 from trajlake.config import BusConfig, RunnerConfig
 from trajlake.delivery import DLQ_TOPIC, Delivery, Handled
-from trajlake.errors import CommitFailed
+from trajlake.errors import CommitFailed, OutageOutlasted
 from trajlake.lake import Lake
+from trajlake.patience import Interrupted, patiently
 from trajlake.redact import Redactor
 from trajlake.schemas import DeadLetter, DlqResolved, DlqRetry, Event, make_event_id
 from trajlake.stage import Stage
@@ -167,7 +168,7 @@ class StageRunner:
         """Per partition, the finished records at the head of the window, in offset order."""
         ready: dict[TopicPartition, list[Handled]] = {}
         for tp, queue in self._window.items():
-            while queue and queue[0][1].done():
+            while queue and queue[0][1].done() and not queue[0][1].result().undone:
                 _, future = queue.popleft()
                 ready.setdefault(tp, []).append(future.result())
         self._held -= sum(len(items) for items in ready.values())
@@ -218,12 +219,19 @@ class StageRunner:
             item.event = envelope.decode(item.origin.topic, item.origin.value, self.lake)
             item.written = self._written.topics(item.event)
             prior = self._written.prior_outputs(item) if self.stage.skip_if_done else []
-            item.outputs = prior or self._process(item.event)
+            item.outputs = prior or self._patiently(item.event)
             if item.retry_id:
                 item.outputs.append(self._resolved(item))
+        except Interrupted:  # stopping mid-outage: left uncommitted, read again next run
+            item.undone = True
         except Exception as error:  # noqa: BLE001 - the record boundary: nothing escapes it
             item.outputs = [self._dead_letter(item, error)]
         return item
+
+    def _patiently(self, event: Event) -> list[Event]:
+        """`_process`, run again while the infrastructure fails (see trajlake.patience)."""
+        what = f"{self.stage.name}: {type(event).__name__} {event.event_id}"
+        return patiently(lambda: self._process(event), self.config, self._stopping, what)
 
     def _process(self, event: Event) -> list[Event]:
         outputs = self.stage.process(event)
@@ -242,6 +250,7 @@ class StageRunner:
         """Why the record failed, with its bytes as first read; a failed retry adds a row."""
         origin, event = item.origin, item.event
         retried = (item.retry_id,) if item.retry_id else ()
+        named = error.cause if isinstance(error, OutageOutlasted) else error  # what was down
         return DeadLetter(
             event_id=make_event_id(
                 DLQ_TOPIC, self.stage.name, origin.topic, origin.partition, origin.offset, *retried
@@ -253,7 +262,7 @@ class StageRunner:
             source_topic=origin.topic,
             source_partition=origin.partition,
             source_offset=origin.offset,
-            error_type=type(error).__name__,
+            error_type=type(named).__name__,
             error=str(error)[:_MAX_ERROR_CHARS],
             payload=origin.value,
         )

@@ -108,8 +108,7 @@ def cmd_collect(args: argparse.Namespace, config: Config) -> int:
     if not events:
         return 0
     if not args.no_run:  # before anything is sent: the sandbox, the teacher, the student
-        notes = preflight.check(config, ["dagger"])
-        notes += preflight.check_teacher(config.student, ["dagger"], role="student")
+        notes = preflight.check(config, ["dagger"], waiting=["dagger"])
         for note in notes:
             print(f"warning: {note}")
     bus = open_bus(config.bus)

@@ -139,15 +139,27 @@ def cmd_demo(args: argparse.Namespace, overrides: list[str]) -> int:
     print("\n" + NEXT_STEPS.format(config=config_file, spec=result.workdir / "mixture.yaml"))
     for title, query in QUERIES:
         print(f'  -- {title}\n  trajlake --config {config_file} sql "{" ".join(query.split())}"\n')
-    failed = sum(s.stats.dead_letters for s in result.statuses if s.stats)
-    if failed:  # the demo's records all work: a dead letter means something here does not
-        print(
-            f"error: {failed} record(s) failed this run and became dead letters; see why with\n"
-            f'  trajlake --config {config_file} sql "SELECT stage, error_type, error FROM dlq"',
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    # the demo's records all work: a dead letter means something here does not
+    return dead_letter_status(dead_letters(result.statuses), f"--config {config_file} ")
+
+
+def dead_letters(statuses: list) -> int:
+    """Dead letters the stages of a pipeline run added."""
+    return sum(s.stats.dead_letters for s in statuses if s.stats)
+
+
+def dead_letter_status(count: int, options: str = "") -> int:
+    """A command's exit status after a run that added `count` dead letters (1 if any), saying
+    what to do about them: the work they stand for is not done."""
+    if not count:
+        return 0
+    print(
+        f"error: {count} record(s) failed this run and became dead letters (the work is not "
+        f"done); see why with\n  trajlake {options}dlq list\nand once the cause is fixed (a "
+        f"server back, a package installed), run them again with\n  trajlake {options}dlq retry",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def warn(notes: list[str]) -> None:
@@ -158,12 +170,11 @@ def warn(notes: list[str]) -> None:
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from trajlake import preflight
     from trajlake.bus import open_bus
-    from trajlake.pipeline import run_pipeline
+    from trajlake.pipeline import run_pipeline, waiting_stages
     from trajlake.producers.commits import watch
     from trajlake.schemas import TOPICS
     from trajlake.stages import BUILTIN
 
-    warn(preflight.check(config, BUILTIN))  # before a commit is emitted or a record read
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -172,6 +183,8 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     try:
         if config.bus.kind == "embedded":
             bus.create_topics(list(TOPICS), config.bus.partitions)
+        # before a commit is emitted or a record read; the student only if DAgger has work
+        warn(preflight.check(config, BUILTIN, waiting_stages(bus, BUILTIN)))
         if args.follow:
             threading.Thread(
                 target=watch, args=(config,), kwargs={"stop_event": stop}, daemon=True
@@ -183,11 +196,14 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
             )
         else:
             watch(config, once=True)
-        run_pipeline(config, bus, until_idle=not args.follow, stop=stop, on_progress=bars)
+        statuses = run_pipeline(
+            config, bus, until_idle=not args.follow, stop=stop, on_progress=bars
+        )
     finally:
         bars.close()
         bus.close()
-    return cmd_status(args, config)
+    cmd_status(args, config)
+    return dead_letter_status(dead_letters(statuses))
 
 
 def cmd_status(args: argparse.Namespace, config: Config) -> int:

@@ -2,7 +2,10 @@
 
 Retries are done here rather than by the SDK, so that every attempt is counted: HTTP 5xx and 429,
 timeouts and connection errors are retried with exponential backoff and jitter, up to
-`teacher.max_retries` times; other 4xx fail at once. With several endpoints (`teacher.base_urls`)
+`teacher.max_retries` times; other 4xx fail at once. What is left after the retries is
+`TeacherUnavailable`, an outage the stage runner retries and never records as data; only a
+refusal of the request's content (400, 413, 422: `MODEL_REFUSALS`) is a plain `TeacherError`,
+the rollout's outcome. With several endpoints (`teacher.base_urls`)
 each attempt goes to one chosen by the pool (trajlake.teacher.pool): a failed attempt is retried
 at once on an endpoint that has not failed this call, and with backoff only when none is left.
 Every call, whatever its purpose, is recorded in the `UsageMeter` (per purpose and per
@@ -33,11 +36,16 @@ from typing import Any
 import openai
 
 from trajlake.config import TeacherConfig
-from trajlake.errors import TeacherError
+from trajlake.errors import TeacherError, TeacherUnavailable
 from trajlake.teacher.accounting import Budget, UsageMeter, estimate_tokens
 from trajlake.teacher.content_calls import calls_context
 from trajlake.teacher.pool import EndpointPool
 from trajlake.teacher.reply import TeacherReply, parse_completion
+
+#: HTTP statuses that refuse the request for its content (the conversation is too long for the
+#: model's context, say): the rollout's own outcome, recorded as data. Every other failure is the
+#: server's or the configuration's (TeacherUnavailable), and the record is retried later.
+MODEL_REFUSALS = frozenset({400, 413, 422})
 
 
 class _Retryable(Exception):
@@ -137,8 +145,8 @@ class Teacher:
     ) -> TeacherReply:
         """Ask the teacher for the next assistant turn.
 
-        Raises BudgetExceeded (nothing sent) when the call could overrun the budget, and
-        TeacherError when the endpoint fails after the retries.
+        Raises BudgetExceeded (nothing sent) when the call could overrun the budget,
+        TeacherError when the request's content is refused, else TeacherUnavailable.
         """
         limit = max_tokens or self.config.max_tokens
         request: dict[str, Any] = {
@@ -192,7 +200,7 @@ class Teacher:
                     )
                     rounds += 1
                     failed.clear()
-        raise TeacherError(
+        raise TeacherUnavailable(
             f"the teacher at {self._where()} failed {attempts} time(s) "
             f"({self.config.max_retries} retries): {failure.reason}; {failure.hint}"
         )
@@ -226,7 +234,7 @@ class Teacher:
         try:
             return json.loads(response.text)
         except json.JSONDecodeError:
-            raise TeacherError(
+            raise TeacherUnavailable(
                 f"the teacher at {url} answered with something that is not "
                 f"JSON: {response.text[:200]!r}; check that teacher.base_url is the /v1 root of "
                 "an OpenAI-compatible server"
@@ -247,9 +255,8 @@ class Teacher:
             404: "check teacher.base_url (the /v1 root) and teacher.model",
         }
         hint = hints.get(status, "check teacher.model, teacher.max_tokens and the messages sent")
-        raise TeacherError(
-            f"the teacher at {url} rejected the request ({detail}); {hint}"
-        ) from None
+        refused = TeacherError if status in MODEL_REFUSALS else TeacherUnavailable
+        raise refused(f"the teacher at {url} rejected the request ({detail}); {hint}") from None
 
     def _reply(
         self,
@@ -266,7 +273,7 @@ class Teacher:
                 data, parse, tool_names, id_seed
             )
         except ValueError as e:
-            raise TeacherError(
+            raise TeacherUnavailable(
                 f"the teacher at {url} did not answer with a chat completion "
                 f"({e}); check that it is an OpenAI-compatible server"
             ) from None

@@ -48,14 +48,14 @@ import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from trajlake.errors import TeacherError
 from trajlake.teacher.accounting import estimate_tokens
-from trajlake.teacher.loopback import LoopbackServer
+from trajlake.teacher.loopback import ClosingServer, LoopbackServer
 from trajlake.teacher.script import Match, Script, find_session, load_script, message_text, render
 
 UNMATCHED = "<unmatched>"
@@ -199,7 +199,7 @@ def _completion(body: dict, message: dict, finish_reason: str) -> dict:
     }
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(ClosingServer):
     daemon_threads = True
     request_queue_size = 256  # bursts of concurrent rollouts connect at once
     owner: DoubleServer
