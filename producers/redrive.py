@@ -6,6 +6,8 @@ while its newest failure is newer than its newest `dlq.resolved` mark, which a s
 when a retried record goes through. `retry` sends the newest dead letter of each open input
 as a `dlq.retry` record, whose id comes from that dead letter: sending again before the stage
 has run it adds nothing, and once it has failed again the new dead letter can be retried.
+A retry written to the lake but not yet run is sent again by the next `retry` (its send may
+have failed after the lake write; a record sent twice is the same record, run once).
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ def resolved_count(lake: Lake) -> int:
 
 @dataclass(frozen=True)
 class RetryPlan:
-    """What `retry` would send, and the open inputs it leaves alone (already sent)."""
+    """What `retry` sends: a retry per open input; `pending` of them were sent before and have
+    not run yet (their send may have failed after the lake write), and go again."""
 
     retries: list[DlqRetry]
     pending: int
@@ -75,16 +78,31 @@ class RetryPlan:
 
 def plan(lake: Lake, stage: str | None = None, where: str | None = None) -> RetryPlan:
     """A retry for the newest dead letter of every open input matching `stage` and `where`
-    (SQL over the dlq columns), except those sent already and not yet run by their stage."""
+    (SQL over the dlq columns), those sent already and not yet run by their stage included:
+    a retry's id comes from its dead letter, so a second send is the same record again."""
+    ids = _open_ids(lake, stage, where)
+    letters = lake.read_events("dlq", "list_contains(?, event_id)", [ids]) if ids else []
+    retries = [retry_for(letter) for letter in letters if isinstance(letter, DeadLetter)]
+    sent = _sent_ids(lake)
+    return RetryPlan(retries, sum(r.event_id in sent for r in retries))
+
+
+def pending_count(lake: Lake, stage: str | None = None) -> int:
+    """Open inputs whose retry was sent and has not gone through its stage yet."""
+    ids = _open_ids(lake, stage, None)
+    letters = {make_event_id(RETRY_TOPIC, i) for i in ids}
+    return len(letters & _sent_ids(lake))
+
+
+def _open_ids(lake: Lake, stage: str | None, where: str | None) -> list[str]:
     conditions = [c for c in (stage and "stage = ?", where and f"({where})") if c]
     sql = f"SELECT event_id FROM ({OPEN_LETTERS})"
     sql += f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    ids = [row[0] for row in _query(lake, sql, [stage] if stage else [])]
-    letters = lake.read_events("dlq", "list_contains(?, event_id)", [ids]) if ids else []
-    retries = [retry_for(letter) for letter in letters if isinstance(letter, DeadLetter)]
-    sent = {row[0] for row in _query(lake, "SELECT event_id FROM dlq_retry", [])}
-    fresh = [r for r in retries if r.event_id not in sent]
-    return RetryPlan(fresh, len(retries) - len(fresh))
+    return [row[0] for row in _query(lake, sql, [stage] if stage else [])]
+
+
+def _sent_ids(lake: Lake) -> set[str]:
+    return {row[0] for row in _query(lake, "SELECT event_id FROM dlq_retry", [])}
 
 
 def retry_for(letter: DeadLetter) -> DlqRetry:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from trajlake.bus import Bus
+from trajlake.commands.pipeline import dead_letter_status
 from trajlake.config import Config
 
 EPILOG = """\
@@ -22,6 +23,19 @@ On the embedded bus `retry` then runs the pipeline until the retried records and
 follows from them are done (--no-run: leave that to `trajlake run`); on Kafka the running
 stages take them. Retrying again adds nothing; a record that fails again is a new dlq row
 (the history stays in the lake) and can be retried again.
+"""
+
+
+HEAL_HELP = """\
+A lake written before trajlake retried outages can hold rollout rows whose exit status is
+the infrastructure's failure (a teacher that was down: TeacherError "failed N time(s)", a
+sandbox that did not start: SandboxError). The rollout stages skip what is done, so those
+tasks never run again. `heal` writes a dead letter for the input of each such row, then
+removes the rows (and the samples and verdicts made from them) from the lake; then
+
+  trajlake dlq retry
+
+runs them again, with the event ids an undisturbed run gives. Local lakes only.
 """
 
 
@@ -44,11 +58,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--no-run", action="store_true", help="embedded bus: send only, do not run the pipeline"
     )
     retry.set_defaults(func=cmd_retry)
+    heal = dsub.add_parser(
+        "heal",
+        help="turn rollout rows that recorded an outage (older trajlake) into dead letters",
+        description=HEAL_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    heal.add_argument("--dry-run", action="store_true", help="print what would change")
+    heal.set_defaults(func=cmd_heal)
 
 
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
     from trajlake.lake import Lake
-    from trajlake.producers.redrive import open_counts, resolved_count
+    from trajlake.producers.redrive import open_counts, pending_count, resolved_count
 
     lake = Lake(config.lake.root)
     counts = open_counts(lake, args.stage)
@@ -60,7 +82,12 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
         example = " ".join(c.example.split())[:60]
         print(f"{c.stage:<18}{c.error_type:<22}{c.inputs:>7}{c.failures:>9}  {when}  {example}")
     total = sum(c.inputs for c in counts)
-    print(f"\n{total} open; {resolved_count(lake)} retried and resolved", file=sys.stderr)
+    pending = pending_count(lake, args.stage)
+    print(
+        f"\n{total} open ({pending} of them sent back and not yet run by their stage); "
+        f"{resolved_count(lake)} retried and resolved",
+        file=sys.stderr,
+    )
     if total:
         print("fix the cause, then: trajlake dlq retry [--stage S] [--dry-run]", file=sys.stderr)
     return 0
@@ -75,7 +102,10 @@ def cmd_retry(args: argparse.Namespace, config: Config) -> int:
     lake = Lake(config.lake.root)
     todo = plan(lake, args.stage, args.where)
     if todo.pending:
-        print(f"{todo.pending} already sent and not yet run by their stage: left alone")
+        print(
+            f"{todo.pending} of them sent before and not run by their stage yet: sent again "
+            "(in case that send failed; a retry sent twice runs once)"
+        )
     by_stage: dict[str, int] = {}
     for retry in todo.retries:
         by_stage[retry.stage_to] = by_stage.get(retry.stage_to, 0) + 1
@@ -92,7 +122,7 @@ def cmd_retry(args: argparse.Namespace, config: Config) -> int:
         return 0
     run_here = config.bus.kind == "embedded" and not args.no_run
     if run_here:  # the stages must be able to run before anything is sent
-        _preflight(config)
+        _preflight(config, {retry.stage_to for retry in todo.retries})
     bus = open_bus(config.bus)
     try:
         if config.bus.kind == "embedded":
@@ -103,26 +133,52 @@ def cmd_retry(args: argparse.Namespace, config: Config) -> int:
         if not run_here:
             print("sent; the stages take them when they run (`trajlake run`, `trajlake stage S`)")
             return 0
-        _run_pipeline(config, bus)
+        failed = _run_pipeline(config, bus)
     finally:
         bus.close()
-    return cmd_list(argparse.Namespace(stage=args.stage), config)
+    cmd_list(argparse.Namespace(stage=args.stage), config)
+    return dead_letter_status(failed)
 
 
-def _preflight(config: Config) -> None:
+def cmd_heal(args: argparse.Namespace, config: Config) -> int:
+    from trajlake.bus import open_bus
+    from trajlake.lake import Lake
+    from trajlake.producers.heal import heal, plan
+
+    lake = Lake(config.lake.root)
+    todo = plan(lake)
+    rows = ", ".join(f"{len(ids)} from {table}" for table, ids in sorted(todo.rows.items()))
+    print(f"{len(todo.letters)} inputs to dead-letter; rows to remove: {rows or 'none'}")
+    if args.dry_run or not todo.letters:
+        return 0
+    bus = open_bus(config.bus)
+    try:
+        if config.bus.kind == "embedded":
+            bus.create_topics(["dlq"], config.bus.partitions)
+        producer = bus.producer()
+        heal(lake, todo, producer, config.bus)
+        producer.close()
+    finally:
+        bus.close()
+    print("healed; run them again with: trajlake dlq retry")
+    return 0
+
+
+def _preflight(config: Config, waiting: set[str]) -> None:
     from trajlake import preflight
     from trajlake.commands.pipeline import warn
     from trajlake.stages import BUILTIN
 
-    warn(preflight.check(config, BUILTIN))
+    warn(preflight.check(config, BUILTIN, waiting))
 
 
-def _run_pipeline(config: Config, bus: Bus) -> None:
-    from trajlake.commands.pipeline import StageBars
+def _run_pipeline(config: Config, bus: Bus) -> int:
+    """Run the pipeline until done; the dead letters it added."""
+    from trajlake.commands.pipeline import StageBars, dead_letters
     from trajlake.pipeline import run_pipeline
 
     bars = StageBars()
     try:
-        run_pipeline(config, bus, on_progress=bars)
+        return dead_letters(run_pipeline(config, bus, on_progress=bars))
     finally:
         bars.close()
