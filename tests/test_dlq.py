@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from helpers import write_config
 
-from trajlake.bus import open_bus
+from trajlake.bus import Bus, open_bus
 from trajlake.cli import main
+from trajlake.config import Config
 from trajlake.demo import SAMPLE_COMMITS, build_sample_repo, demo_config, ensure_tokenizer
 from trajlake.lake import Lake
 from trajlake.pipeline import run_pipeline
@@ -47,20 +48,26 @@ def path_without_bwrap(tmp_path: Path) -> str:
     return os.pathsep.join(str(shadow) if Path(d).resolve() == home else d for d in dirs)
 
 
+def commits_emitted(workdir: Path, teacher_url: str, overrides: list[str]) -> tuple[Config, Bus]:
+    """The demo's configuration and bus, its sample repository's commits emitted."""
+    repo = build_sample_repo(workdir / "sample-repo")
+    config = demo_config(workdir, teacher_url, overrides)
+    ensure_tokenizer(repo, Path(config.filter.tokenizer))
+    Registry(config.producer.registry, config.producer.mirrors).add(
+        str(repo), "main", "sample-repo", backfill=len(SAMPLE_COMMITS)
+    )
+    bus = open_bus(config.bus)
+    bus.create_topics(list(TOPICS), config.bus.partitions)
+    watch(config, once=True)
+    return config, bus
+
+
 def test_dlq_retry_completes_rollouts_dead_lettered_for_want_of_bubblewrap(
     tmp_path, monkeypatch, capsys
 ):
     workdir = tmp_path / "demo"
-    repo = build_sample_repo(workdir / "sample-repo")
     with serve(demo_script_path()) as double:
-        config = demo_config(workdir, double.url, ["runner.outage_patience_s=0"])
-        ensure_tokenizer(repo, Path(config.filter.tokenizer))
-        Registry(config.producer.registry, config.producer.mirrors).add(
-            str(repo), "main", "sample-repo", backfill=len(SAMPLE_COMMITS)
-        )
-        bus = open_bus(config.bus)
-        bus.create_topics(list(TOPICS), config.bus.partitions)
-        watch(config, once=True)
+        config, bus = commits_emitted(workdir, double.url, ["runner.outage_patience_s=0"])
         with monkeypatch.context() as patch:  # bubblewrap goes away under a running pipeline
             patch.setenv("PATH", path_without_bwrap(tmp_path))
             run_pipeline(config, bus)
@@ -114,16 +121,8 @@ def test_dlq_heal_turns_outage_rows_of_an_older_trajlake_into_retries(tmp_path, 
     from trajlake.delivery import write_and_send
 
     workdir = tmp_path / "demo"
-    repo = build_sample_repo(workdir / "sample-repo")
     with serve(demo_script_path()) as double:
-        config = demo_config(workdir, double.url, [])
-        ensure_tokenizer(repo, Path(config.filter.tokenizer))
-        Registry(config.producer.registry, config.producer.mirrors).add(
-            str(repo), "main", "sample-repo", backfill=len(SAMPLE_COMMITS)
-        )
-        bus = open_bus(config.bus)
-        bus.create_topics(list(TOPICS), config.bus.partitions)
-        watch(config, once=True)
+        config, bus = commits_emitted(workdir, double.url, [])
         run_pipeline(config, bus, names=["function_sampler"])
         lake = Lake(config.lake.root)
         ctx = Rollouts.create(config)

@@ -125,7 +125,7 @@ class How:
 AS_THEY_ARE = (
     "run", "status", "teachers", "sql", "replay", "repo add", "repo list", "topics create",
     "topics list", "lake compact", "lake views", "config show", "mixture build",
-    "mixture show", "mixture check", "mixture example", "dlq list", "dlq retry",
+    "mixture show", "mixture check", "mixture example", "dlq list", "dlq retry", "dlq heal",
     "scaffold show", "scaffold example", "report", "dagger status",
 )  # fmt: skip
 COMMANDS: dict[str, How] = {

@@ -181,3 +181,22 @@ def test_the_demo_exits_non_zero_when_a_record_of_its_run_is_dead_lettered(demo_
     rc, err = cli("demo", "--workdir", str(copy.workdir))
     assert rc == 1 and "1 record(s) failed this run and became dead letters" in err
     assert f"trajlake --config {copy.config_file} dlq list" in err  # where to see why
+
+
+def test_run_and_stage_dagger_check_the_student_when_dagger_has_work(demo_copy, tmp_path):
+    """The student is called only for DAgger records, so `run` and `stage dagger` check it
+    when some wait (every other `run` and stage here has none, and no student)."""
+    with serve(demo_script_path()) as teacher:
+        copy = demo_copy(tmp_path, teacher.url)
+        config = load_config(copy.config_file)
+        student_down = ["--config", str(copy.config_file), "--set"]
+        student_down.append(f"student.base_url={closed_port_url()}")
+        assert cli(*student_down, "stage", "dagger", "--idle-timeout", "1")[0] == 0  # no work
+        bus = open_bus(config.bus)
+        produce(bus, "dagger.tasks", [b"{}"])
+        bus.close()
+        before = consumed(config)
+        for command in (["stage", "dagger", "--idle-timeout", "1"], ["run"]):
+            rc, err = cli(*student_down, *command)
+            assert rc == 2 and "dagger need the student" in err and "Nothing was read" in err
+    assert consumed(config) == before

@@ -15,6 +15,7 @@ from helpers import produce, read_topic
 
 from trajlake.bus import open_bus
 from trajlake.config import Config, LakeConfig, RunnerConfig
+from trajlake.errors import TeacherUnavailable
 from trajlake.lake import Lake
 from trajlake.producers import redrive
 from trajlake.runner import StageRunner
@@ -302,3 +303,38 @@ def test_an_idle_timeout_waits_for_the_partitions_a_killed_member_still_holds(se
     assert bus.committed("echo", ["commits"]) == bus.end_offsets(["commits"])
     tasks = lake.connect().execute("SELECT event_id FROM tasks").fetchall()
     assert sorted(r[0] for r in tasks) == sorted(expected_id(c.event_id) for c in commits)
+
+
+def test_a_stage_stopped_while_it_waits_out_an_outage_leaves_the_record_for_the_next_run(setup):
+    """The teacher is down: the record is run again and again (never a row, never a dead
+    letter while the patience lasts); a stop leaves it uncommitted, and once the teacher is
+    back the next run completes it with the id an undisturbed run gives."""
+    config, bus, lake = setup
+    commit = commit_event(7)
+    produce(bus, "commits", [commit.encode()])
+    down, tries = threading.Event(), []
+    down.set()
+
+    def process(event):
+        tries.append(time.monotonic())
+        if down.is_set():
+            raise TeacherUnavailable("the teacher at http://127.0.0.1:9/v1 failed 2 time(s)")
+        return STAGE.process(event)
+
+    stage = Stage("echo", STAGE.inputs, STAGE.outputs, process)
+    patient = RunnerConfig(poll_timeout_s=0.2, outage_patience_s=60, outage_backoff_max_s=0.2)
+    runner = StageRunner(stage, bus, lake, patient)
+    worker = threading.Thread(target=runner.run)
+    worker.start()
+    while len(tries) < 3:  # run again after each failure
+        time.sleep(0.05)
+    runner.stop()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert runner.stats.dead_letters == 0 and lake.counts()["tasks"] == 0
+    assert bus.committed("echo", ["commits"]) != bus.end_offsets(["commits"])  # left to redo
+
+    down.clear()  # the teacher is back
+    run_until_idle(stage, config, bus, lake)
+    ids = {r[0] for r in lake.connect().execute("SELECT event_id FROM tasks").fetchall()}
+    assert ids == {expected_id(commit.event_id)} and lake.counts()["dlq"] == 0

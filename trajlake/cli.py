@@ -210,17 +210,23 @@ def cmd_stage(args: argparse.Namespace, config: Config) -> int:
     from trajlake.bus import open_bus
     from trajlake.commands.pipeline import dead_letter_status
     from trajlake.lake import Lake
+    from trajlake.pipeline import waiting_stages
     from trajlake.runner import StageRunner
     from trajlake.stages import load_stage
 
     stage = load_stage(args.name, config)
-    for note in preflight.check(config, [stage.name], waiting=[stage.name]):  # before reading
-        print(f"warning: {note}", file=sys.stderr)
     bus = open_bus(config.bus)
     if config.bus.kind == "embedded":  # a local log: creating topics on demand is harmless
         from trajlake.schemas import TOPICS
 
         bus.create_topics(list(TOPICS), config.bus.partitions)
+    try:  # before anything is read; the student only when DAgger records wait
+        notes = preflight.check(config, [stage.name], waiting_stages(bus, [stage.name]))
+    except TrajlakeError:
+        bus.close()
+        raise
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     runner = StageRunner(stage, bus, Lake(config.lake.root), config.runner, config.bus)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())

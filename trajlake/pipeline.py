@@ -16,7 +16,7 @@ from trajlake.bus import Bus, group_lag
 from trajlake.config import Config
 from trajlake.errors import TrajlakeError
 from trajlake.lake import Lake
-from trajlake.runner import RETRY_TOPIC, RunStats, StageRunner, subscriptions
+from trajlake.runner import RunStats, StageRunner, subscriptions
 from trajlake.stages import BUILTIN, BUILTIN_INPUTS, load_stage
 
 CHECK_EVERY_S = 0.5
@@ -44,11 +44,11 @@ def stage_lags(bus: Bus, stages: dict[str, tuple[str, ...]]) -> list[StageStatus
 
 
 def waiting_stages(bus: Bus, names: Iterable[str]) -> set[str]:
-    """The built-in stages among `names` whose group has records to process on their inputs
-    (dead letters sent back included); a stage whose topics do not exist yet has none."""
+    """The built-in stages among `names` whose group has records on its input topics (not
+    the shared retry topic, which holds every stage's); a stage whose topics do not exist
+    yet has none."""
     known = set(bus.list_topics())
-    retry = (RETRY_TOPIC,) if RETRY_TOPIC in known else ()
-    inputs = {n: (*BUILTIN_INPUTS[n], *retry) for n in names if n in BUILTIN_INPUTS}
+    inputs = {n: BUILTIN_INPUTS[n] for n in names if n in BUILTIN_INPUTS}
     inputs = {n: topics for n, topics in inputs.items() if known.issuperset(topics)}
     return {status.name for status in stage_lags(bus, inputs) if status.lag}
 

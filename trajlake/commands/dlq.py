@@ -12,17 +12,22 @@ from trajlake.config import Config
 EPILOG = """\
 A record a stage could not process is a dead letter: a row of the dlq table (stage, error,
 the record's bytes) and an event on the dlq topic; the stage goes on with the next record.
-Once the cause is fixed (the teacher is back, bubblewrap is installed, a bug is fixed):
+An outage (the teacher unreachable: TeacherUnavailable; a sandbox that does not start:
+SandboxDown) is retried for runner.outage_patience_s first, and becomes a dead letter only
+after that. Once the cause is fixed (the teacher is back, bubblewrap is installed, a bug is
+fixed):
 
   trajlake dlq list                          open failures by stage and error type
   trajlake dlq retry --dry-run               what would be sent again
   trajlake dlq retry --stage rollout1        send them back to the stage that failed them
-  trajlake dlq retry --where "error_type = 'TeacherError'"
+  trajlake dlq retry --where "error_type = 'TeacherUnavailable'"
+  trajlake dlq heal                          a lake from before outages were retried
 
 On the embedded bus `retry` then runs the pipeline until the retried records and what
 follows from them are done (--no-run: leave that to `trajlake run`); on Kafka the running
-stages take them. Retrying again adds nothing; a record that fails again is a new dlq row
-(the history stays in the lake) and can be retried again.
+stages take them. A retry sent before and not yet run is sent again (the same record: it
+runs once); once they have run, retrying adds nothing. A record that fails again is a new
+dlq row (the history stays in the lake) and can be retried again.
 """
 
 
