@@ -64,7 +64,8 @@ def generate(root: Path, files: int, seed: int) -> str:
             (folder / f"m{i}.py").write_text(PYTHON.format(i=i))
         else:
             text = texts[kind].replace("42", str(i)).replace("2", str(i % 7 + 2))
-            (folder / f"f{i}.{MIX[kind]}").write_text(text)
+            mark = "#" if kind == "sample.rb" else "//"  # a last line: every blob differs
+            (folder / f"f{i}.{MIX[kind]}").write_text(f"{text}\n{mark} file {i}\n")
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "gen"]):
         subprocess.run(["git", "-C", str(root), *args], check=True, env=ENV)
     out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True)
