@@ -165,6 +165,12 @@ def events_table(topic: str, events: list[Event]) -> pa.Table:
         raise SchemaError(f"records do not fit the {table_name(topic)} schema: {e}") from None
 
 
+def replace_file(path: Path, table: pa.Table) -> None:
+    """Rewrite the committed file `path` to hold `table`, as `Lake.write` writes (temp name,
+    then rename): readers see the old file or the new one, never a part."""
+    _publish_all(_stage(iter([(table, path)])))
+
+
 def split_by_repo(table: pa.Table, finals: dict[str, P]) -> Iterator[tuple[pa.Table, P]]:
     import pyarrow.compute as pc  # 0.13 s to import: only writers pay it (not `trajlake status`)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -30,8 +31,10 @@ from trajlake.config import BusConfig
 from trajlake.delivery import DLQ_TOPIC, write_and_send
 from trajlake.errors import LakeError
 from trajlake.lake import Lake
-from trajlake.lake.files import publish, table_files, temp_path
-from trajlake.schemas import DeadLetter, make_event_id, record_type, table_name
+from trajlake.lake.files import PARQUET_SUFFIX
+from trajlake.lake.store import replace_file
+from trajlake.lake.views import parquet_source
+from trajlake.schemas import DeadLetter, Event, make_event_id, table_name
 
 #: Rollout rows whose exit status was the infrastructure's failure, as trajlake recorded them
 #: before it retried outages (and as no trajlake records them now).
@@ -66,22 +69,25 @@ def plan(lake: Lake) -> HealPlan:
     """What healing `lake` would do."""
     letters: dict[str, DeadLetter] = {}
     rows: dict[str, set[str]] = {}
-    inputs = [topic for _, topic in ROLLOUT_INPUTS.values()]
-    con = lake.connect([*ROLLOUT_INPUTS, *DERIVED, *inputs, "replay"])
+    con = lake.connect([*ROLLOUT_INPUTS, *DERIVED])
     try:
         for table, (stage, topic) in ROLLOUT_INPUTS.items():
             failed = con.execute(
-                f"SELECT event_id, parent_ids FROM {table_name(table)} WHERE {OUTAGE_ROWS}"
+                f"SELECT event_id, parent_ids, exit_status FROM {table_name(table)} "
+                f"WHERE {OUTAGE_ROWS}"
             ).fetchall()
+            if not failed:
+                continue
+            recorded = _recorded(lake, topic, {p for _, parents, _ in failed for p in parents})
             inputs: set[str] = set()
-            for event_id, parents in failed:
-                source, payload = _input_of(con, topic, parents)
-                letter = _dead_letter(stage, source, payload, event_id)
+            for event_id, parents, status in failed:
+                source, event = _input_of(recorded, parents, table)
+                letter = _dead_letter(stage, source, event, event_id, status)
                 letters.setdefault(letter.event_id, letter)
-                inputs.add(letter.parent_ids[0])
-            if inputs:  # every attempt made from those inputs: the re-run makes them again
-                rows[table] = _made_from(con, table, inputs)
-        removed = set().union(*rows.values()) if rows else set()
+                inputs.add(event.event_id)
+            # every attempt made from those inputs: the re-run makes them all again
+            rows[table] = _made_from(con, table, inputs)
+        removed = set().union(*rows.values())
         for table in DERIVED:
             made = _made_from(con, table, removed) if removed else set()
             if made:
@@ -91,36 +97,39 @@ def plan(lake: Lake) -> HealPlan:
     return HealPlan(list(letters.values()), rows)
 
 
-def _made_from(con, table: str, parents: set[str]) -> set[str]:
+def _made_from(con: duckdb.DuckDBPyConnection, table: str, parents: set[str]) -> set[str]:
     """Rows of `table` with a parent among `parents`."""
     sql = f"SELECT event_id FROM {table_name(table)} WHERE len(list_intersect(parent_ids, ?)) > 0"
     return {row[0] for row in con.execute(sql, [sorted(parents)]).fetchall()}
 
 
-def _input_of(con, topic: str, parents: list[str]) -> tuple[str, bytes]:
-    """The topic and bytes of the record a rollout was made from: a replay (its last parent,
-    when it came from one), else its recorded input."""
+def _recorded(lake: Lake, topic: str, ids: set[str]) -> dict[str, tuple[str, Event]]:
+    """event id -> (topic, event) of the records among `ids` in the replay topic or `topic`."""
+    found: dict[str, tuple[str, Event]] = {}
     for source in ("replay", topic):
-        cls = record_type(source)
-        for parent in reversed(parents):
-            found = con.sql(
-                f"SELECT * FROM {table_name(source)} WHERE event_id = ?", params=[parent]
-            ).to_arrow_table()
-            if found.num_rows:
-                fields = set(cls.model_fields)
-                row = {k: v for k, v in found.to_pylist()[0].items() if k in fields}
-                return source, cls.model_validate(row).encode()
-    raise LakeError(
-        f"the input of rollout row(s) with parents {parents} is not in {table_name(topic)}: "
-        "restore it, or leave the failure rows as they are"
-    )
+        for event in lake.read_events(source, "list_contains(?, event_id)", [sorted(ids)]):
+            found.setdefault(event.event_id, (source, event))
+    return found
 
 
-def _dead_letter(stage: str, topic: str, payload: bytes, row_id: str) -> DeadLetter:
+def _input_of(
+    recorded: dict[str, tuple[str, Event]], parents: list[str], table: str
+) -> tuple[str, Event]:
+    """The record a rollout was made from: the replay when it came from one (its last
+    parent), else its recorded input."""
+    found = next((recorded[p] for p in reversed(parents) if p in recorded), None)
+    if found is None:
+        raise LakeError(
+            f"the input of a {table_name(table)} row (parents {parents}) is not in the lake: "
+            "restore it, or leave the failure rows as they are"
+        )
+    return found
+
+
+def _dead_letter(stage: str, topic: str, event: Event, row_id: str, status: str) -> DeadLetter:
     """A dead letter for an input read from the lake: its bus offset is not known, so it is
-    named by the input's bytes (partition -1); the runner names its retry the same way."""
-    offset = int(make_event_id(topic, payload.decode())[:12], 16)
-    event = record_type(topic).decode(payload)
+    named by the input's id (partition -1); the runner names its retry the same way."""
+    offset = int(make_event_id(topic, event.event_id)[:12], 16)
     return DeadLetter(
         event_id=make_event_id(DLQ_TOPIC, stage, topic, -1, offset),
         parent_ids=[event.event_id],
@@ -130,9 +139,9 @@ def _dead_letter(stage: str, topic: str, payload: bytes, row_id: str) -> DeadLet
         source_topic=topic,
         source_partition=-1,
         source_offset=offset,
-        error_type="TeacherUnavailable",
-        error=f"healed: rollout {row_id} had recorded an outage as its exit status",
-        payload=payload,
+        error_type="SandboxDown" if status.startswith("Sandbox") else "TeacherUnavailable",
+        error=f"healed: rollout {row_id} had recorded an outage as its exit status ({status})",
+        payload=event.encode(),
     )
 
 
@@ -149,16 +158,25 @@ def heal(lake: Lake, todo: HealPlan, producer: Producer, bus: BusConfig) -> None
 
 def _remove_rows(root: Path, table: str, ids: set[str]) -> None:
     """Rewrite each file of `table` that holds one of `ids` without those rows."""
-    wanted = sorted(ids)
-    for path in table_files(root, table):
+    for path in _files_holding(root, table, ids):
         data = pq.read_table(path)
-        hit = pc.is_in(data.column("event_id"), value_set=pa.array(wanted, pa.string()))
-        if not pc.any(hit).as_py():
-            continue
-        kept = data.filter(pc.invert(hit))
+        kept = data.filter(pc.invert(pc.is_in(data["event_id"], pa.array(sorted(ids)))))
         if kept.num_rows == 0:
             path.unlink()
             continue
-        tmp = temp_path(path)
-        pq.write_table(kept, tmp)
-        publish(tmp, path)
+        replace_file(path, kept)
+
+
+def _files_holding(root: Path, table: str, ids: set[str]) -> list[Path]:
+    """The files of `table` with a row among `ids` (their event_id column only is read)."""
+    files = [str(root / table / "**" / f"*{PARQUET_SUFFIX}")]
+    con = duckdb.connect()
+    try:
+        found = con.execute(
+            f"SELECT DISTINCT filename FROM {parquet_source(files, positions=True)} "
+            "WHERE list_contains(?, event_id)",
+            [sorted(ids)],
+        ).fetchall()
+    finally:
+        con.close()
+    return [Path(name) for (name,) in found]
