@@ -26,6 +26,8 @@ from trajlake.schemas import DeadLetter, DlqRetry, make_event_id
 
 RETRY_TOPIC = "dlq.retry"
 _KEY = "stage, source_topic, source_partition, source_offset"
+#: whether an open dead letter's retry is in the lake already (sent, or its send failed)
+_SENT = "event_id IN (SELECT dead_letter_id FROM dlq_retry)"
 
 #: The newest dead letter of every failed input that no retry has resolved since.
 OPEN_LETTERS = f"""
@@ -80,29 +82,20 @@ def plan(lake: Lake, stage: str | None = None, where: str | None = None) -> Retr
     """A retry for the newest dead letter of every open input matching `stage` and `where`
     (SQL over the dlq columns), those sent already and not yet run by their stage included:
     a retry's id comes from its dead letter, so a second send is the same record again."""
-    ids = _open_ids(lake, stage, where)
+    conditions = [c for c in (stage and "stage = ?", where and f"({where})") if c]
+    sql = f"SELECT event_id, {_SENT} FROM ({OPEN_LETTERS})"
+    sql += f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    rows = _query(lake, sql, [stage] if stage else [])
+    ids = [event_id for event_id, _ in rows]
     letters = lake.read_events("dlq", "list_contains(?, event_id)", [ids]) if ids else []
     retries = [retry_for(letter) for letter in letters if isinstance(letter, DeadLetter)]
-    sent = _sent_ids(lake)
-    return RetryPlan(retries, sum(r.event_id in sent for r in retries))
+    return RetryPlan(retries, sum(sent for _, sent in rows))
 
 
 def pending_count(lake: Lake, stage: str | None = None) -> int:
     """Open inputs whose retry was sent and has not gone through its stage yet."""
-    ids = _open_ids(lake, stage, None)
-    letters = {make_event_id(RETRY_TOPIC, i) for i in ids}
-    return len(letters & _sent_ids(lake))
-
-
-def _open_ids(lake: Lake, stage: str | None, where: str | None) -> list[str]:
-    conditions = [c for c in (stage and "stage = ?", where and f"({where})") if c]
-    sql = f"SELECT event_id FROM ({OPEN_LETTERS})"
-    sql += f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    return [row[0] for row in _query(lake, sql, [stage] if stage else [])]
-
-
-def _sent_ids(lake: Lake) -> set[str]:
-    return {row[0] for row in _query(lake, "SELECT event_id FROM dlq_retry", [])}
+    sql = f"SELECT count(*) FILTER (WHERE {_SENT}) FROM ({OPEN_LETTERS})"
+    return _query(lake, sql + (" WHERE stage = ?" if stage else ""), [stage] if stage else [])[0][0]
 
 
 def retry_for(letter: DeadLetter) -> DlqRetry:
