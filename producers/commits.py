@@ -121,10 +121,8 @@ def watch(
     stop = stop_event or threading.Event()
     registry = Registry(config.producer.registry, config.producer.mirrors)
     lake = Lake(config.lake.root)
-    bus = open_bus(config.bus)
+    bus = open_bus(config.bus, [TOPIC])
     try:
-        if config.bus.kind == "embedded":
-            bus.create_topics([TOPIC], config.bus.partitions)
         producer = bus.producer()
         try:
             while not stop.is_set():

@@ -212,14 +212,11 @@ def cmd_stage(args: argparse.Namespace, config: Config) -> int:
     from trajlake.lake import Lake
     from trajlake.pipeline import waiting_stages
     from trajlake.runner import StageRunner
+    from trajlake.schemas import TOPICS
     from trajlake.stages import load_stage
 
     stage = load_stage(args.name, config)
-    bus = open_bus(config.bus)
-    if config.bus.kind == "embedded":  # a local log: creating topics on demand is harmless
-        from trajlake.schemas import TOPICS
-
-        bus.create_topics(list(TOPICS), config.bus.partitions)
+    bus = open_bus(config.bus, TOPICS)
     try:  # before anything is read; the student only when DAgger records wait
         notes = preflight.check(config, [stage.name], waiting_stages(bus, [stage.name]))
     except TrajlakeError:

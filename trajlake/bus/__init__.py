@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from trajlake.bus.base import Bus, Consumer, Message, Producer, TopicPartition, partition_for
 from trajlake.config import BusConfig
 
 
-def open_bus(config: BusConfig) -> Bus:
-    """The backend the config names, under its namespace when one is set."""
+def open_bus(config: BusConfig, topics: Iterable[str] = ()) -> Bus:
+    """The backend the config names, under its namespace when one is set.
+
+    On the embedded bus `topics` are created (with `bus.partitions`) if missing: a local log,
+    where that is harmless. On Kafka topics are made once, explicitly (`trajlake topics
+    create`), so there `topics` are left alone and a missing one is an error when used.
+    """
     if config.kind == "kafka":
         from trajlake.bus.kafka import KafkaBus
 
@@ -20,6 +27,12 @@ def open_bus(config: BusConfig) -> Bus:
         from trajlake.bus.namespace import NamespacedBus
 
         bus = NamespacedBus(bus, config.namespace)
+    if config.kind == "embedded" and topics:
+        try:
+            bus.create_topics(list(topics), config.partitions)
+        except BaseException:
+            bus.close()
+            raise
     return bus
 
 

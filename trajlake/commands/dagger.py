@@ -111,11 +111,9 @@ def cmd_collect(args: argparse.Namespace, config: Config) -> int:
         notes = preflight.check(config, ["dagger"], waiting=["dagger"])
         for note in notes:
             print(f"warning: {note}")
-    bus = open_bus(config.bus)
+    bus = open_bus(config.bus, ["dagger.tasks", "rollouts.dagger"])
     bars = StageBars()
     try:
-        if config.bus.kind == "embedded":
-            bus.create_topics(["dagger.tasks", "rollouts.dagger"], config.bus.partitions)
         producer = bus.producer()
         publish(events, lake, producer, config.bus)
         producer.close()

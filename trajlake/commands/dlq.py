@@ -128,10 +128,8 @@ def cmd_retry(args: argparse.Namespace, config: Config) -> int:
     run_here = config.bus.kind == "embedded" and not args.no_run
     if run_here:  # the stages must be able to run before anything is sent
         _preflight(config, {retry.stage_to for retry in todo.retries})
-    bus = open_bus(config.bus)
+    bus = open_bus(config.bus, TOPICS)
     try:
-        if config.bus.kind == "embedded":
-            bus.create_topics(list(TOPICS), config.bus.partitions)
         producer = bus.producer()
         send(todo.retries, lake, producer, config.bus)
         producer.close()
@@ -156,10 +154,8 @@ def cmd_heal(args: argparse.Namespace, config: Config) -> int:
     print(f"{len(todo.letters)} inputs to dead-letter; rows to remove: {rows or 'none'}")
     if args.dry_run or not todo.letters:
         return 0
-    bus = open_bus(config.bus)
+    bus = open_bus(config.bus, ["dlq"])
     try:
-        if config.bus.kind == "embedded":
-            bus.create_topics(["dlq"], config.bus.partitions)
         producer = bus.producer()
         heal(lake, todo, producer, config.bus)
         producer.close()

@@ -178,11 +178,9 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    bus = open_bus(config.bus)
+    bus = open_bus(config.bus, TOPICS)
     bars = StageBars()
     try:
-        if config.bus.kind == "embedded":
-            bus.create_topics(list(TOPICS), config.bus.partitions)
         # before a commit is emitted or a record read; the student only if DAgger has work
         warn(preflight.check(config, BUILTIN, waiting_stages(bus, BUILTIN)))
         if args.follow:

@@ -68,10 +68,8 @@ def cmd_replay(args: argparse.Namespace, config: Config) -> int:
         for event in events[:10]:
             print(f"  {event.source_event_id}  ->  replay {event.event_id}")
         return 0
-    bus = open_bus(config.bus)
+    bus = open_bus(config.bus, ["replay"])
     try:
-        if config.bus.kind == "embedded":
-            bus.create_topics(["replay"], config.bus.partitions)
         producer = bus.producer()
         for i in tqdm(range(0, len(events), 500), desc="replay", unit=" chunk", disable=None):
             publish(events[i : i + 500], lake, producer, config.bus)
