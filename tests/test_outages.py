@@ -15,12 +15,15 @@ bubblewrap, embedded log or Tansu, lake; the teacher is the scripted double over
 
 from __future__ import annotations
 
-import socket
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from doc_helpers import free_port
 from helpers import bus_overrides, write_config
 
 from trajlake.cli import main
@@ -37,12 +40,6 @@ WAIT_S = 120
 OUTAGE_STATUSES = ("TeacherUnavailable", "SandboxDown", "OutageOutlasted")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def event_ids(root: str | Path) -> dict[str, set[str]]:
     con = Lake(root).connect(list(DATA))
     try:
@@ -54,7 +51,7 @@ def event_ids(root: str | Path) -> dict[str, set[str]]:
         con.close()
 
 
-class Outage:
+class TeacherRestart:
     """The double on `port`, stopped once it has answered `calls` requests, and served again
     on the same port `back_after_s` later (None: when `restart()` is called)."""
 
@@ -125,8 +122,8 @@ def undisturbed(tmp_path_factory) -> tuple[Path, dict[str, set[str]]]:
     """The sample repository, and the event ids per table of a run on it with no outage."""
     base = tmp_path_factory.mktemp("undisturbed")
     repo = build_sample_repo(base / "sample-repo")
-    with serve(demo_script_path()) as double:
-        port = int(double.url.rsplit(":", 1)[1].split("/")[0])
+    port = free_port()
+    with serve(demo_script_path(), port=port):
         config_file = pipeline_config(base, repo, port, patience_s=0)
         assert main(["--config", str(config_file), "run"]) == 0
     ids = event_ids(base / "demo" / "data" / "lake")
@@ -140,7 +137,7 @@ def test_an_outage_shorter_than_the_patience_is_waited_out(
     repo, expected = undisturbed
     port = free_port()
     config_file = pipeline_config(tmp_path, repo, port, 120, bus_overrides(bus_config))
-    outage = Outage(port, CALLS_BEFORE_OUTAGE, back_after_s=4)  # retries wait 1 s, then 2 s…
+    outage = TeacherRestart(port, CALLS_BEFORE_OUTAGE, back_after_s=4)  # waits: 1 s, 2 s, …
     try:
         assert main(["--config", str(config_file), "run"]) == 0
     finally:
@@ -159,7 +156,7 @@ def test_a_longer_outage_dead_letters_and_dlq_retry_completes_it(
     repo, expected = undisturbed
     port = free_port()
     config_file = pipeline_config(tmp_path, repo, port, 2, bus_overrides(bus_config))
-    outage = Outage(port, CALLS_BEFORE_OUTAGE)
+    outage = TeacherRestart(port, CALLS_BEFORE_OUTAGE)
     try:
         assert main(["--config", str(config_file), "run"]) == 1  # work left undone
         err = capsys.readouterr().err
@@ -181,3 +178,33 @@ def test_a_longer_outage_dead_letters_and_dlq_retry_completes_it(
     capsys.readouterr()
     assert main(["--config", str(config_file), "dlq", "retry"]) == 0  # nothing left open
     assert "0 dead letters to send back" in capsys.readouterr().out
+
+
+def test_a_run_stopped_during_an_outage_exits_1_and_leaves_its_records_for_the_next(
+    tmp_path, undisturbed
+):
+    """Every call fails (HTTP 503; GET /models answers, so the preflight passes): the records
+    wait out the outage; SIGTERM stops the run, which says what is left and exits 1, with no
+    row and no dead letter written for them."""
+    script = tmp_path / "down.yaml"
+    script.write_text(
+        "model: teacher\nsessions:\n  - name: down\n    match: '.'\n    match_on: all\n"
+        "    fail: {status: 503, times: 100000}\n    turns: [{content: never}]\n"
+    )
+    port = free_port()
+    config_file = pipeline_config(tmp_path, undisturbed[0], port, 600)
+    with serve(script, port=port) as down:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "trajlake.cli", "--config", str(config_file), "run"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + WAIT_S
+        while down.stats().get("down", 0) < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=WAIT_S)
+    assert run.returncode == 1 and "record(s) not done" in err, err
+    counts = Lake(tmp_path / "demo" / "data" / "lake").counts()
+    assert counts["tasks"] > 0 and counts["rollouts.t1"] == 0 and counts["dlq"] == 0

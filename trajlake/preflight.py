@@ -61,8 +61,8 @@ def check(config: Config, stages: Iterable[str], waiting: Iterable[str] = ()) ->
     need works; the notes returned are warnings worth showing (an endpoint of several down).
 
     The student is called only by a DAgger stage with records to process, so it is checked
-    for the stages in `waiting` (those with records on their inputs, or a process started to
-    run that stage alone): `trajlake run` without DAgger work needs no student.
+    for the stages in `waiting` (those with records on their inputs): a `trajlake run`, or an
+    idle `trajlake stage dagger`, without DAgger work needs no student.
     """
     stages, waiting = list(stages), set(waiting)
     needs = (SANDBOX, TEACHER, STUDENT)

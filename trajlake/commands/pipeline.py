@@ -201,6 +201,13 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
         bars.close()
         bus.close()
     cmd_status(args, config)
+    left = sum(s.lag for s in statuses)
+    if left and not args.follow:  # stopped by a signal before the work ran out
+        print(
+            f"error: stopped with {left} record(s) not done; `trajlake run` goes on",
+            file=sys.stderr,
+        )
+        return max(1, dead_letter_status(dead_letters(statuses)))
     return dead_letter_status(dead_letters(statuses))
 
 
