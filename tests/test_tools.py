@@ -101,7 +101,7 @@ def test_view_numbers_lines_like_cat_n_and_lists_directories_two_levels_deep(ope
     lines = CODE.splitlines()
     header = "Here's the result of running `cat -n` on pkg/code.py:\n"
     assert edit(box, command="view", path="pkg/code.py").output == header + numbered(lines)
-    absolute = str(box.workdir / "pkg" / "code.py")
+    absolute = "/testbed/pkg/code.py"  # where every sandbox has the checkout
     assert edit(box, command="view", path=absolute).output.startswith(
         f"Here's the result of running `cat -n` on {absolute}:\n     1\tdef add(a, b):\n"
     )

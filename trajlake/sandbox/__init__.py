@@ -3,6 +3,9 @@
 with open_sandbox(config.sandbox, "/data/repos/requests", "0a1b2c3") as box:
     result = box.run("python -m pytest -q tests/test_utils.py", timeout_s=120)
     patch = box.diff()
+
+Every kind runs commands in the checkout at /testbed; with a repository environment
+(trajlake.environments) its files are at /env, read-only, and its bin directories on PATH.
 """
 
 from __future__ import annotations
@@ -13,21 +16,73 @@ from pathlib import Path
 
 from trajlake.config import SandboxConfig
 from trajlake.errors import SandboxError
-from trajlake.sandbox.base import CheckoutSandbox, Sandbox
+from trajlake.sandbox.base import (
+    NO_ENVIRONMENT,
+    TESTBED,
+    CheckoutSandbox,
+    EnvironmentMount,
+    Mounts,
+    Sandbox,
+)
 from trajlake.sandbox.checkout import Checkout, create_checkout
 from trajlake.sandbox.process import CommandResult, Launch
 
 
-def open_sandbox(config: SandboxConfig, repo: str | Path, commit: str) -> Sandbox:
+def open_sandbox(
+    config: SandboxConfig,
+    repo: str | Path,
+    commit: str,
+    environment: EnvironmentMount = NO_ENVIRONMENT,
+) -> Sandbox:
     """A sandbox of the kind `config` names, on a new checkout of `commit` of the git repo `repo`.
 
-    `repo` is a local work tree or bare repository; it is only read. Raises SandboxError when the
-    kind cannot run here (see `check_sandbox`), when `repo` is not a git repository, or when
-    `commit` is not in it.
+    `repo` is a local work tree or bare repository; it is only read. `environment` is mounted
+    read-only. Raises SandboxError when the kind cannot run here (see `check_sandbox`), when
+    `repo` is not a git repository, or when `commit` is not in it.
     """
-    wrap = _launcher(config)
+    wrap = _launcher(config, environment.image)
     checkout = create_checkout(repo, commit)
-    return CheckoutSandbox(config.kind, checkout, partial(wrap, checkout), config)
+    inside = [where.removeprefix(f"{TESTBED}/") for _, where in environment.binds]
+    checkout.exclude([path for path in inside if not path.startswith("/")])
+    mounts = Mounts(
+        checkout.path,
+        checkout.tmp,
+        checkout.read_paths,
+        environment.root,
+        environment.binds,
+        variables=environment.variables,
+    )
+    return CheckoutSandbox(
+        config.kind, checkout, partial(wrap, mounts), config, environment.environment_id
+    )
+
+
+def open_build_sandbox(
+    config: SandboxConfig,
+    repo: str | Path,
+    commit: str,
+    environment_dir: Path,
+    binds: tuple[tuple[Path, str], ...],
+    writable: tuple[tuple[Path, str], ...],
+    variables: dict[str, str],
+    image: str = "",
+) -> Sandbox:
+    """A sandbox that builds an environment: like a rollout's, but /env (`environment_dir`) and
+    `writable` (the installer's download cache) are writable, `binds` (the installer) read-only,
+    and the network is on."""
+    wrap = _launcher(config, image)
+    checkout = create_checkout(repo, commit)
+    mounts = Mounts(
+        checkout.path,
+        checkout.tmp,
+        checkout.read_paths,
+        environment_dir,
+        binds=binds,
+        writable=writable,
+        variables=variables,
+        build=True,
+    )
+    return CheckoutSandbox(config.kind, checkout, partial(wrap, mounts), config)
 
 
 def check_sandbox(config: SandboxConfig) -> None:
@@ -37,7 +92,7 @@ def check_sandbox(config: SandboxConfig) -> None:
     _launcher(config)
 
 
-def _launcher(config: SandboxConfig) -> Callable[[Checkout, str], Launch]:
+def _launcher(config: SandboxConfig, image: str = "") -> Callable[[Mounts, str], Launch]:
     """How commands of `config.kind` start, once that kind is known to work here."""
     if config.kind == "bubblewrap":
         from trajlake.sandbox.bubblewrap import bubblewrap_launch, check_bubblewrap
@@ -47,7 +102,7 @@ def _launcher(config: SandboxConfig) -> Callable[[Checkout, str], Launch]:
         from trajlake.sandbox.docker import check_docker, docker_launch
 
         check_docker()
-        return partial(docker_launch, config)
+        return partial(docker_launch, config, image)
     if config.kind == "local":
         from trajlake.sandbox.local import check_local, local_launch
 
@@ -59,4 +114,14 @@ def _launcher(config: SandboxConfig) -> Callable[[Checkout, str], Launch]:
     )
 
 
-__all__ = ["CommandResult", "Sandbox", "SandboxError", "check_sandbox", "open_sandbox"]
+__all__ = [
+    "NO_ENVIRONMENT",
+    "Checkout",
+    "CommandResult",
+    "EnvironmentMount",
+    "Sandbox",
+    "SandboxError",
+    "check_sandbox",
+    "open_build_sandbox",
+    "open_sandbox",
+]

@@ -7,6 +7,7 @@ checkout, the patch, the limits and the clean-up are the same for all of them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -19,6 +20,60 @@ from trajlake.sandbox.process import CommandResult, Launch, run_process
 # The whole environment a command sees; HOME is added per kind. Nothing comes from os.environ.
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SANDBOX_ENV = {"PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "TERM": "dumb", "PAGER": "cat"}
+#: Where every sandbox has the checkout (SWE-bench's and SWE-agent's path) and the environment.
+TESTBED = "/testbed"
+ENV_MOUNT = "/env"
+
+
+@dataclass(frozen=True)
+class EnvironmentMount:
+    """A built repository environment as a sandbox mounts it (trajlake.environments makes it).
+
+    Attributes:
+        environment_id: recorded on every rollout run in it; "" for no environment.
+        root: the host directory mounted at /env; None when there is nothing to mount.
+        binds: (host path, sandbox path) pairs mounted read-only, e.g. /testbed/node_modules.
+        variables: PATH (the environment's bin directories first) and the spec's variables.
+        image: docker: the image the environment names ("" for sandbox.image).
+    """
+
+    environment_id: str = ""
+    root: Path | None = None
+    binds: tuple[tuple[Path, str], ...] = ()
+    variables: dict[str, str] = field(default_factory=dict)
+    image: str = ""
+
+
+NO_ENVIRONMENT = EnvironmentMount()
+
+
+@dataclass(frozen=True)
+class Mounts:
+    """What one sandbox's commands see, whatever the kind.
+
+    Attributes:
+        checkout: the host directory mounted writable at /testbed, the working directory.
+        tmp: the host directory mounted writable at /tmp (HOME).
+        read_paths: host paths mounted read-only at the same path (the source's git objects).
+        environment: the host directory mounted at /env (read-only unless `build`), or None.
+        binds: (host path, sandbox path) pairs mounted read-only, e.g. a node_modules.
+        writable: (host path, sandbox path) pairs mounted writable (a build's download cache).
+        variables: environment variables on top of SANDBOX_ENV (PATH included when changed).
+        build: an environment build: /env writable and the network on; never a rollout.
+    """
+
+    checkout: Path
+    tmp: Path
+    read_paths: tuple[Path, ...] = ()
+    environment: Path | None = None
+    binds: tuple[tuple[Path, str], ...] = ()
+    writable: tuple[tuple[Path, str], ...] = ()
+    variables: dict[str, str] = field(default_factory=dict)
+    build: bool = False
+
+    def env(self) -> dict[str, str]:
+        """The whole environment a command gets."""
+        return SANDBOX_ENV | {"HOME": "/tmp"} | self.variables
 
 
 class Sandbox(Protocol):
@@ -31,6 +86,7 @@ class Sandbox(Protocol):
 
     kind: str
     workdir: Path
+    environment_id: str
 
     def run(self, command: str, timeout_s: float | None = None) -> CommandResult: ...
 
@@ -57,6 +113,7 @@ class CheckoutSandbox:
         checkout: Checkout,
         wrap: Callable[[str], Launch],
         config: SandboxConfig,
+        environment_id: str = "",
     ):
         self.kind = kind
         self.workdir = checkout.path
@@ -64,6 +121,7 @@ class CheckoutSandbox:
         self._wrap = wrap
         self._config = config
         self._closed = False
+        self.environment_id = environment_id
 
     def run(self, command: str, timeout_s: float | None = None) -> CommandResult:
         """Run `command` with bash in the checkout; `timeout_s` defaults to the config's."""
@@ -74,6 +132,11 @@ class CheckoutSandbox:
             timeout_s=self._config.command_timeout_s if timeout_s is None else timeout_s,
             max_output_bytes=self._config.max_output_bytes,
         )
+
+    def launch(self, command: str) -> Launch:
+        """How `command` would start in this sandbox (for `trajlake env shell`'s terminal)."""
+        self._check_open()
+        return self._wrap(command)
 
     def diff(self) -> str:
         self._check_open()

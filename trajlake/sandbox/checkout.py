@@ -68,6 +68,12 @@ class Checkout:
             "--no-color", self.commit,
         )  # fmt: skip
 
+    def exclude(self, paths: list[str]) -> None:
+        """Keep `paths` (mount points of an environment, such as node_modules) out of `git
+        status` in the sandbox; the patch never has them (their host side stays empty)."""
+        with (self.path / ".git/info/exclude").open("a") as exclude:
+            exclude.write("".join(f"/{path}\n" for path in paths))
+
     def remove(self) -> None:
         shutil.rmtree(self.root, onerror=_make_writable_and_retry)
 
