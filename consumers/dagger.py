@@ -17,10 +17,10 @@ from itertools import accumulate
 from typing import Any
 
 from trajlake.config import Config, StudentConfig
-from trajlake.consumers.agent import AgentResult, TeacherModel
+from trajlake.consumers.agent import TeacherModel
 from trajlake.consumers.dagger_policy import STUDENT, TEACHER, Mix, MixedModel, Turn
 from trajlake.consumers.filter import measure, render_message
-from trajlake.consumers.rollout import run_on_checkout
+from trajlake.consumers.on_checkout import Ran, run_on_checkout
 from trajlake.consumers.scaffold_spec import Scaffold, load_scaffold
 from trajlake.lake.dagger_mixture import label_sample_tokens
 from trajlake.schemas import DaggerRolloutEvent, DaggerTaskEvent, Event, make_event_id
@@ -61,24 +61,23 @@ class Collector:
             return models[-1]
 
         rollout_id = make_event_id(task.event_id, NAME, teacher.teacher_id)
-        result, patch, sandbox = run_on_checkout(
+        ran = run_on_checkout(
             self.config, self.scaffold, teacher, task, rollout_id, task.request, make_model
         )
         model = models[-1] if models else None  # the attempt that finished (after restarts)
-        turns = model.turns if model and result.messages else []
-        return self.record(task, rollout_id, teacher, result, turns, model, patch, sandbox)
+        turns = model.turns if model and ran.result.messages else []
+        return self.record(task, rollout_id, teacher, ran, turns, model)
 
     def record(
         self,
         task: DaggerTaskEvent,
         rollout_id: str,
         teacher: Teacher,
-        result: AgentResult,
+        ran: Ran,
         turns: list[Turn],
         model: MixedModel | None,
-        patch: str,
-        sandbox: str,
     ) -> DaggerRolloutEvent:
+        result = ran.result
         tokens = measure(result.messages, self.counter).message_tokens
         executed = [m.get("role") for m in result.messages]
         turns = [  # a turn cut short (token limit, a failed call) left no message behind
@@ -123,7 +122,7 @@ class Collector:
             message_tokens=tokens,
             sample_tokens=sample_tokens(tokens, rows),
             tokenizer=getattr(self.counter, "id", ""),
-            patch=patch,
+            patch=ran.patch,
             exit_status=result.exit_status,
             error=result.error,
             steps=result.steps,
@@ -133,7 +132,8 @@ class Collector:
             student_completion_tokens=by_model[STUDENT][1],
             cost_usd=result.cost_usd,
             wall_s=result.wall_s,
-            sandbox=sandbox,
+            sandbox=ran.sandbox,
+            environment_id=ran.environment_id,
         )
 
 

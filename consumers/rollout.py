@@ -16,15 +16,12 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from trajlake.config import Config
-from trajlake.consumers.agent import AgentResult, ModelFactory, run_agent
 from trajlake.consumers.function_sampler import redraw
+from trajlake.consumers.on_checkout import Ran, run_on_checkout
 from trajlake.consumers.scaffold_spec import Scaffold, load_scaffold
 from trajlake.lake import Lake
-from trajlake.repos import local_git_dir
-from trajlake.sandbox import Sandbox, open_sandbox
 from trajlake.schemas import (
     Event,
     PrEvent,
@@ -79,8 +76,8 @@ class Rollouts:
             teacher=teacher_for(event.teacher_spec, self.config.teacher, self.scaffold.id()),
         )
 
-    def run(self, event: Event, rollout_id: str, request: str) -> tuple[AgentResult, str, str]:
-        """The agent on a fresh checkout of the event's commit: (result, patch, sandbox kind)."""
+    def run(self, event: Event, rollout_id: str, request: str) -> Ran:
+        """The agent on a fresh checkout of the event's commit, in its repository's environment."""
         return run_on_checkout(self.config, self.scaffold, self.teacher, event, rollout_id, request)
 
     def self_evaluate(self, request: str, patch: str) -> str:
@@ -96,11 +93,10 @@ class Rollouts:
         rollout: str,
         attempt: int,
         request: str,
-        result: AgentResult,
-        patch: str,
-        sandbox: str,
+        ran: Ran,
         **fields: object,
     ) -> RolloutEvent:
+        result = ran.result
         return RolloutEvent(
             event_id=make_event_id(
                 event.event_id, f"rollout{rollout[1]}", self.teacher.teacher_id, attempt
@@ -118,8 +114,8 @@ class Rollouts:
             request=request,
             messages_json=json.dumps(result.messages),
             tools_json=json.dumps(self.scaffold.tool_schemas()),
-            patch=patch,
-            patch_hash=patch_hash(patch),
+            patch=ran.patch,
+            patch_hash=patch_hash(ran.patch),
             exit_status=result.exit_status,
             error=result.error,
             steps=result.steps,
@@ -127,39 +123,10 @@ class Rollouts:
             completion_tokens=result.completion_tokens,
             cost_usd=result.cost_usd,
             wall_s=result.wall_s,
-            sandbox=sandbox,
+            sandbox=ran.sandbox,
+            environment_id=ran.environment_id,
             **fields,
         )
-
-
-def run_on_checkout(
-    config: Config,
-    scaffold: Scaffold,
-    teacher: Teacher,
-    event: Event,
-    rollout_id: str,
-    request: str,
-    make_model: ModelFactory | None = None,
-) -> tuple[AgentResult, str, str]:
-    """The agent on a fresh checkout of the event's commit: (result, patch, sandbox kind).
-    `make_model` builds each attempt's model as in run_agent (DAgger mixes in the student)."""
-    repo_dir = local_git_dir(event.repo_url, config.producer.mirrors, event.commit)
-    taken: dict[str, str] = {}
-
-    def keep_patch(sandbox: Sandbox, _: AgentResult) -> None:
-        taken["patch"], taken["kind"] = sandbox.diff(), sandbox.kind
-
-    result = run_agent(
-        teacher,
-        lambda: open_sandbox(config.sandbox, repo_dir, event.commit),
-        request,
-        config.agent,
-        scaffold,
-        trajectory_file=Path(config.agent.trajectories) / f"{rollout_id}.json",
-        on_sandbox_done=keep_patch,
-        make_model=make_model,
-    )
-    return result, taken.get("patch", ""), taken.get("kind", config.sandbox.kind)
 
 
 def rollout1(ctx: Rollouts, task: TaskEvent) -> list[Event]:
@@ -169,11 +136,11 @@ def rollout1(ctx: Rollouts, task: TaskEvent) -> list[Event]:
     current = task
     for attempt in range(1, ctx.config.agent.max_attempts + 1):
         rollout_id = make_event_id(task.event_id, "rollout1", ctx.teacher.teacher_id, attempt)
-        result, patch, sandbox = ctx.run(task, rollout_id, current.request)
-        submitted = result.exit_status == "Submitted" and patch.strip() != ""
-        verdict = ctx.self_evaluate(current.request, patch) if submitted else ""
+        ran = ctx.run(task, rollout_id, current.request)
+        submitted = ran.result.exit_status == "Submitted" and ran.patch.strip() != ""
+        verdict = ctx.self_evaluate(current.request, ran.patch) if submitted else ""
         duplicate = verdict == "yes" and ctx.patches.is_duplicate(
-            (task.repo, ctx.teacher.teacher_id), patch, rollout_id
+            (task.repo, ctx.teacher.teacher_id), ran.patch, rollout_id
         )
         outputs.append(
             ctx.record(
@@ -181,9 +148,7 @@ def rollout1(ctx: Rollouts, task: TaskEvent) -> list[Event]:
                 "t1",
                 attempt,
                 current.request,
-                result,
-                patch,
-                sandbox,
+                ran,
                 task_id=task.event_id,
                 self_eval=verdict,
                 duplicate=duplicate,
@@ -199,16 +164,14 @@ def rollout2(ctx: Rollouts, pr: PrEvent) -> list[Event]:
     """The agent sees only the PR text, starting from the same commit as rollout 1."""
     ctx = ctx.for_event(pr)
     rollout_id = make_event_id(pr.event_id, "rollout2", ctx.teacher.teacher_id, 1)
-    result, patch, sandbox = ctx.run(pr, rollout_id, pr.pr_text)
+    ran = ctx.run(pr, rollout_id, pr.pr_text)
     return [
         ctx.record(
             pr,
             "t2",
             1,
             pr.pr_text,
-            result,
-            patch,
-            sandbox,
+            ran,
             task_id=pr.task_id,
             pr_id=pr.event_id,
             t1_id=pr.t1_id,

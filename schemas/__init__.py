@@ -8,6 +8,7 @@ from trajlake.schemas.records import (
     DeadLetter,
     DlqResolved,
     DlqRetry,
+    EnvironmentEvent,
     PrEvent,
     ReplayEvent,
     RolloutEvent,
@@ -29,6 +30,7 @@ RECORD_TYPES: tuple[type[Event], ...] = (
     DlqResolved,
     DaggerTaskEvent,
     DaggerRolloutEvent,
+    EnvironmentEvent,
 )
 
 #: topic name -> record type; every topic trajlake knows.
@@ -55,6 +57,7 @@ __all__ = [
     "DeadLetter",
     "DlqResolved",
     "DlqRetry",
+    "EnvironmentEvent",
     "Event",
     "PrEvent",
     "RECORD_TYPES",

@@ -82,3 +82,4 @@ class DaggerRolloutEvent(Event):
     cost_usd: float = 0.0
     wall_s: float = 0.0
     sandbox: str = ""
+    environment_id: str = Field("", description="the repository environment it ran in")

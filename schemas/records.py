@@ -89,11 +89,39 @@ class RolloutEvent(Event):
     cost_usd: float = 0.0
     wall_s: float = 0.0
     sandbox: str = ""
+    environment_id: str = Field(
+        "",
+        description="the repository environment the rollout ran in (environments table); "
+        "empty for rows from before environments, or a sandbox kind without one",
+    )
     self_eval: Literal["yes", "no", ""] = Field("", description="t1: teacher says aligned?")
     duplicate: bool = Field(False, description="t1: same patch already in the lake")
 
     def topic(self) -> str:
         return f"rollouts.{self.rollout}"
+
+
+class EnvironmentEvent(Event):
+    """One build of a repository's environment on one machine (`trajlake env build`, or the
+    first rollout that needs it). Written to the lake by the builder, not through the bus."""
+
+    TOPICS = ("environments",)
+
+    environment_id: str = Field(description="the build key: spec, toolchain and key files")
+    spec_id: str = Field(description="NAME-<hash> of the spec that was built")
+    source: str = Field(description="where the spec came from: auto, none, swesmith or a file")
+    status: Literal["built", "failed"]
+    seconds: float = Field(0.0, description="wall-clock seconds the build took")
+    size_bytes: int = Field(0, description="bytes of the built environment on disk")
+    toolchain: str = Field("", description="python, node or none")
+    toolchain_version: str = Field("", description="e.g. Python 3.11.2, v20.19.2")
+    packages: list[str] = Field(
+        default_factory=list, description="resolved packages: name==version (Python), name@version"
+    )
+    key_files: list[str] = Field(default_factory=list, description="path:blob of each key file")
+    log_tail: str = Field("", description="the end of the build's output")
+    host: str = Field("", description="the machine whose cache holds it")
+    source_commit: str = Field("", description="swesmith: the commit the profile was written for")
 
 
 class PrEvent(Event):

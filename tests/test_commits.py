@@ -278,7 +278,7 @@ def test_cli_repo_add_list_and_watch_once(tmp_path, monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert "registered proj" in out and "proj: 2 new commit(s)" in err
     listed = out.splitlines()[-1].split()
-    assert listed == ["proj", "main", shas[-1][:12], str(repo)]
+    assert listed == ["proj", "main", shas[-1][:12], "auto", str(repo)]  # auto: its environment
     assert main(["repo", "add", str(tmp_path)]) == 2
     assert "not a git repository" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # watch put the handler back

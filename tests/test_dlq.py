@@ -117,6 +117,7 @@ def test_dlq_heal_turns_outage_rows_of_an_older_trajlake_into_retries(tmp_path, 
     `dlq retry` then runs every task all the way."""
     from trajlake.config import load_config
     from trajlake.consumers.agent import AgentResult
+    from trajlake.consumers.on_checkout import Ran
     from trajlake.consumers.rollout import Rollouts
     from trajlake.delivery import write_and_send
 
@@ -133,9 +134,7 @@ def test_dlq_heal_turns_outage_rows_of_an_older_trajlake_into_retries(tmp_path, 
                 "t1",
                 1,
                 task.request,
-                AgentResult([], "TeacherError", outage),
-                "",
-                "bubblewrap",
+                Ran(AgentResult([], "TeacherError", outage), "", "bubblewrap", ""),
                 task_id=task.event_id,
                 self_eval="",
                 duplicate=False,

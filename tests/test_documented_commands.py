@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import io
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from helpers import git_repo
 
 from trajlake.cli import build_parser, hoist_overrides
 from trajlake.demo import DEMO_MIXTURE, demo_config
+from trajlake.environments.spec import SPEC_DIR
 from trajlake.lake import Lake
 from trajlake.teacher.double import demo_script_path
 
@@ -66,6 +68,8 @@ PLACEHOLDERS: dict[str, str] = {
     "127.0.0.1:P/": "127.0.0.1:{port}/",
     "--stage S": "--stage rollout1",
     "--where SQL": "--where \"stage = 'rollout1'\"",
+    "REPO": "myproject",
+    "fixed.yaml": "{scratch}/fixed.yaml",  # the built-in python spec, as a user's file
     "http://127.0.0.1:PORT/v1": "{teacher_url}",  # llama-server's, as realmodel serve prints it
 }
 #: Documented spans that name a command (or part of one) without being a whole invocation.
@@ -126,7 +130,8 @@ AS_THEY_ARE = (
     "run", "status", "teachers", "sql", "replay", "repo add", "repo list", "topics create",
     "topics list", "lake compact", "lake views", "config show", "mixture build",
     "mixture show", "mixture check", "mixture example", "dlq list", "dlq retry", "dlq heal",
-    "scaffold show", "scaffold example", "report", "dagger status",
+    "scaffold show", "scaffold example", "report", "dagger status", "repo set", "env build",
+    "env show", "env test", "env list", "env prune",
 )  # fmt: skip
 COMMANDS: dict[str, How] = {
     **{command: How() for command in AS_THEY_ARE},
@@ -136,6 +141,17 @@ COMMANDS: dict[str, How] = {
     "stage": How(finish=("--idle-timeout", "1")),
     "train": How(finish=("--dry-run",)),  # real runs: tests/test_training.py; no 8 GPUs here
     "teacher-double": How(process="server", finish=("--port", "0")),
+    "env shell": How(finish=("--", "true")),  # not an interactive shell here
+}
+
+
+#: The repositories the docs register: a Python project with its tests (environments build it).
+PROJECT = {
+    "pyproject.toml": '[project]\nname = "calc"\nversion = "0.1"\n',
+    "calc/__init__.py": "",
+    "calc/ops.py": "def scale(xs, k):\n    return [x * k for x in xs]\n",
+    "tests/test_ops.py": "from calc.ops import scale\n\n\ndef test_scale():\n"
+    "    assert scale([1, 2], 3) == [3, 6]\n",
 }
 
 
@@ -266,11 +282,9 @@ def env(demo_copy, tmp_path_factory: pytest.TempPathFactory):
         env.ran.add((teacher, None, False))
         demo_copy(parent, env.teacher_url)
         for name in ("myproject", "project", "urlproject"):
-            git_repo(
-                env.repos / name,
-                {"calc/ops.py": "def scale(xs, k):\n    return [x * k for x in xs]\n"},
-            )
+            git_repo(env.repos / name, PROJECT)
         env.scratch.mkdir()
+        shutil.copy(SPEC_DIR / "python.yaml", env.scratch / "fixed.yaml")
         teacher_v2 = {"base_url": env.teacher_url, "model": "teacher-v2", "endpoint_kind": "double"}
         (env.scratch / "new-teacher.yaml").write_text(yaml.safe_dump({"teacher": teacher_v2}))
         (env.scratch / "described.yaml").write_text(

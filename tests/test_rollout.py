@@ -158,8 +158,8 @@ def test_steps_a_killed_process_left_behind_go_when_the_rollout_is_kept(tmp_path
     left.write_text("{}")
     with serve(script(tmp_path)) as double:
         request = "Change the function `f` in `pkg/mod.py`."
-        result, patch, _ = rollouts(tmp_path, double.url).run(task(repo), "r1", request)
-    assert result.exit_status == "Submitted" and "+# touched" in patch
+        ran = rollouts(tmp_path, double.url).run(task(repo), "r1", request)
+    assert ran.result.exit_status == "Submitted" and "+# touched" in ran.patch
     assert [p.name for p in left.parent.iterdir()] == ["r1.json"]
 
 

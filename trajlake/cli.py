@@ -11,6 +11,7 @@ from pathlib import Path
 from trajlake.commands import (
     dagger,
     dlq,
+    env,
     mixture,
     pipeline,
     replay,
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     stage.set_defaults(func=cmd_stage)
 
     repos.add_parsers(sub)
+    env.add_parsers(sub)
 
     sql = sub.add_parser("sql", help="run SQL against the lake views")
     sql.add_argument("query", help='e.g. "SELECT count(*) FROM tasks"')

@@ -102,6 +102,27 @@ class SandboxConfig(Frozen):
     image: str = Field("python:3.11-slim", description="docker: the image commands run in")
 
 
+class EnvironmentsConfig(Frozen):
+    root: str = Field(
+        "",
+        description="this machine's cache of built repository environments, one folder each "
+        "(default: `environments` beside a local lake's root, else ~/.cache/trajlake/environments)",
+    )
+    downloads: str = Field(
+        "",
+        description="installers' download cache, shared by every build on this machine "
+        "(default: ~/.cache/trajlake/downloads)",
+    )
+    python: str = Field(
+        "",
+        description="interpreter environments are built on (default: python3 on the "
+        "sandbox's PATH); its version keys the build",
+    )
+    build_timeout_s: float = Field(
+        1800, gt=0, description="one install command running longer fails the build"
+    )
+
+
 class AgentConfig(Frozen):
     step_limit: int = Field(115, ge=1, description="most model calls per rollout")
     wall_time_s: float = Field(1800, description="a rollout running longer ends TimeExceeded")
@@ -219,6 +240,7 @@ class Config(Frozen):
     runner: RunnerConfig = RunnerConfig()
     teacher: TeacherConfig = TeacherConfig()
     sandbox: SandboxConfig = SandboxConfig()
+    environments: EnvironmentsConfig = EnvironmentsConfig()
     agent: AgentConfig = AgentConfig()
     sampler: SamplerConfig = SamplerConfig()
     filter: FilterConfig = FilterConfig()

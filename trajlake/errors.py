@@ -112,3 +112,14 @@ class RecordsRejected(BusError):
         first = next(iter(rejected.values()), "")
         super().__init__(f"the broker refused {len(rejected)} record(s), e.g.: {first}")
         self.rejected = rejected
+
+
+class EnvironmentBuildFailed(SandboxError):
+    """A repository's environment did not build because of its spec (an install command failed
+    for a reason other than the network): the repository's records become dead letters carrying
+    the log's tail; fix the spec, then `trajlake dlq retry`."""
+
+
+class EnvironmentUnavailable(SandboxError, Outage):
+    """A repository's environment did not build because a package registry could not be
+    reached: an outage, retried like one."""

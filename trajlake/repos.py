@@ -33,10 +33,11 @@ CREATE TABLE IF NOT EXISTS repos (
     backfill INTEGER NOT NULL,
     last_emitted TEXT,
     added_at TEXT NOT NULL,
+    env TEXT NOT NULL DEFAULT 'auto',
     UNIQUE (url, branch)
 )
 """
-_COLUMNS = "name, url, branch, backfill, last_emitted, added_at"
+_COLUMNS = "name, url, branch, backfill, last_emitted, added_at, env"
 
 
 class RepoError(TrajlakeError):
@@ -53,6 +54,8 @@ class Repo:
         branch: the branch whose commits are emitted.
         backfill: how many commits (up to the branch head) the first poll emits.
         last_emitted: the newest commit emitted so far; None before the first poll.
+        env: where its environment spec comes from: auto, none, swesmith or a spec file's path
+            (trajlake.environments).
     """
 
     name: str
@@ -61,6 +64,7 @@ class Repo:
     backfill: int
     last_emitted: str | None = None
     added_at: str = ""
+    env: str = "auto"
 
     @property
     def is_remote(self) -> bool:
@@ -80,7 +84,12 @@ class Registry:
         self.mirrors_dir = Path(mirrors_dir)
 
     def add(
-        self, url_or_path: str, branch: str = "main", name: str | None = None, backfill: int = 1
+        self,
+        url_or_path: str,
+        branch: str = "main",
+        name: str | None = None,
+        backfill: int = 1,
+        env: str = "auto",
     ) -> Repo:
         """Register a repository; RepoError says what is wrong with it (nothing is stored then)."""
         if backfill < 1:
@@ -98,11 +107,11 @@ class Registry:
             if (taken := row.fetchone()) is not None:
                 raise RepoError(f"{url} branch {branch} is already registered as {taken[0]!r}")
             name = name or _free_name(con, _default_name(url))
-            repo = Repo(name, url, branch, backfill, None, utc_now().isoformat())
+            repo = Repo(name, url, branch, backfill, None, utc_now().isoformat(), env)
             try:
                 con.execute(
-                    f"INSERT INTO repos ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                    (repo.name, url, branch, backfill, None, repo.added_at),
+                    f"INSERT INTO repos ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (repo.name, url, branch, backfill, None, repo.added_at, env),
                 )
             except sqlite3.IntegrityError:
                 raise RepoError(
@@ -123,6 +132,21 @@ class Registry:
             raise RepoError(f"no repository named {name!r}: see `trajlake repo list`")
         return Repo(*row)
 
+    def env_source(self, name: str) -> str:
+        """The repository's environment source; auto for a repository not registered here."""
+        if not self.path.exists():
+            return "auto"
+        with self._connect() as con:
+            row = con.execute("SELECT env FROM repos WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else "auto"
+
+    def set_env(self, name: str, env: str) -> Repo:
+        """Change where the repository's environment spec comes from (its next rollouts')."""
+        self.get(name)
+        with self._connect() as con:
+            con.execute("UPDATE repos SET env = ? WHERE name = ?", (env, name))
+        return self.get(name)
+
     def mark_emitted(self, name: str, sha: str) -> None:
         """Remember `sha` as the newest commit of `name` that reached the bus."""
         with self._connect() as con:
@@ -133,6 +157,9 @@ class Registry:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(self.path, timeout=30)) as con, con:
             con.execute(_SCHEMA)
+            columns = {row[1] for row in con.execute("PRAGMA table_info(repos)")}
+            if "env" not in columns:  # a registry from before environments: all auto
+                con.execute("ALTER TABLE repos ADD COLUMN env TEXT NOT NULL DEFAULT 'auto'")
             yield con
 
 

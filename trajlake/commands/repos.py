@@ -12,6 +12,14 @@ from trajlake.config import Config
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+ENV_ARGUMENT = {
+    "metavar": "SOURCE",
+    "help": "where its environment spec comes from: auto (detected: Python via uv, "
+    "JavaScript/TypeScript via npm, else empty; the default), none, swesmith (its SWE-smith "
+    "profile: pip install -e '.[swesmith]'), or a spec file's path; more in env's --help",
+}
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     repo = sub.add_parser("repo", help="register the repositories whose commits are used")
     rsub = repo.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -26,8 +34,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="K",
         help="the first poll emits the last K commits (default 1: the branch head)",
     )
+    add.add_argument("--env", **ENV_ARGUMENT)
     add.set_defaults(func=cmd_repo_add)
     rsub.add_parser("list", help="registered repositories").set_defaults(func=cmd_repo_list)
+    change = rsub.add_parser("set", help="change a repository's settings (its environment)")
+    change.add_argument("name", metavar="REPO", help="a registered repository's name")
+    change.add_argument("--env", required=True, **ENV_ARGUMENT)
+    change.set_defaults(func=cmd_repo_set)
 
     watch = sub.add_parser(
         "watch", help="emit new commits of registered repositories (SIGTERM stops cleanly)"
@@ -40,14 +53,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_repo_add(args: argparse.Namespace, config: Config) -> int:
+    from trajlake.environments import check_source
     from trajlake.repos import Registry
 
     registry = Registry(config.producer.registry, config.producer.mirrors)
-    repo = registry.add(args.source, args.branch, args.name, args.backfill)
+    env = check_source(args.env or "auto")
+    repo = registry.add(args.source, args.branch, args.name, args.backfill, env)
     print(
-        f"registered {repo.name}: {repo.url} ({repo.branch}); the first `trajlake watch` "
-        f"emits its last {repo.backfill} commit(s)"
+        f"registered {repo.name}: {repo.url} ({repo.branch}, environment: {repo.env}); the "
+        f"first `trajlake watch` emits its last {repo.backfill} commit(s)"
     )
+    return 0
+
+
+def cmd_repo_set(args: argparse.Namespace, config: Config) -> int:
+    from trajlake.environments import check_source
+    from trajlake.repos import Registry
+
+    registry = Registry(config.producer.registry, config.producer.mirrors)
+    repo = registry.set_env(args.name, check_source(args.env))
+    print(f"{repo.name}: environment from {repo.env} for the rollouts from now on")
     return 0
 
 
@@ -55,9 +80,10 @@ def cmd_repo_list(args: argparse.Namespace, config: Config) -> int:
     from trajlake.repos import Registry
 
     repos = Registry(config.producer.registry, config.producer.mirrors).list()
-    print(f"{'name':<24} {'branch':<16} {'last emitted':<12}  url")
+    print(f"{'name':<24} {'branch':<16} {'last emitted':<12}  {'env':<10} url")
     for r in repos:
-        print(f"{r.name:<24} {r.branch:<16} {(r.last_emitted or '-')[:12]:<12}  {r.url}")
+        last = (r.last_emitted or "-")[:12]
+        print(f"{r.name:<24} {r.branch:<16} {last:<12}  {r.env:<10} {r.url}")
     if not repos:
         print("no repositories yet: trajlake repo add PATH_OR_URL", file=sys.stderr)
     return 0
