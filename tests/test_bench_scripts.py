@@ -21,6 +21,7 @@ RUNS = {  # script: (small-size arguments, a line its report always prints)
         ["--rows", "20000", "--data", "{tmp}", "--no-goals"],
         "same rows both ways: yes",
     ),
+    "environments.py": (["--quick", "--no-goals"], "cache hit (the same cache again)"),
     "lake_scale.py": (
         ["--rollouts", "2000", "--repos", "5", "--days", "2", "--workdir", "{tmp}"],
         "mixture data byte-identical before and after compaction: yes",
