@@ -27,7 +27,7 @@ from trajlake.consumers.watchdog import Abandoned, Progress, watched
 from trajlake.errors import ConfigError, Outage, SandboxDown, SandboxError, TrajlakeError
 from trajlake.sandbox import Sandbox
 from trajlake.teacher.client import Teacher
-from trajlake.teacher.reply import SOURCE_KEY, TeacherReply
+from trajlake.teacher.reply import TeacherReply
 
 # mini-swe-agent prints a banner on import unless told not to.
 os.environ.setdefault("MSWEA_SILENT_STARTUP", "1")
@@ -38,7 +38,17 @@ except ImportError as e:  # the rollout stages need the `agent` extra
     raise ConfigError(
         f"the rollout stages need mini-swe-agent ({e}): pip install -e '.[agent]'"
     ) from None
-from trajlake.consumers.agent_actions import Actions, malformed, parse_actions  # noqa: E402
+from trajlake.consumers.agent_actions import (  # noqa: E402
+    Actions,
+    malformed,
+    parse_actions,
+    parse_text_actions,
+)
+from trajlake.consumers.agent_messages import (  # noqa: E402
+    clean_messages,
+    for_api,
+    without_calls,
+)
 
 
 @dataclass
@@ -87,7 +97,7 @@ class TeacherModel:
         if self.prompt_tokens + self.completion_tokens >= self.config.token_limit:
             raise LimitsExceeded(_exit("LimitsExceeded", "token limit"))
         tools = self.scaffold.tool_schemas()
-        reply = policy.chat(_for_api(messages), tools=tools, purpose=purpose)
+        reply = policy.chat(for_api(messages), tools=tools, purpose=purpose)
         self.progress.tick()
         self.prompt_tokens += reply.prompt_tokens
         self.completion_tokens += reply.completion_tokens
@@ -99,11 +109,14 @@ class TeacherModel:
         message = dict(reply.message)
         extra = {"cost": reply.cost_usd}
         try:
-            if reply.format_error:  # the client could not read the reply's calls
+            if self.scaffold.text_actions:  # no tools were offered: the text holds the action
+                actions = parse_text_actions(self.scaffold, message.get("content") or "")
+            elif reply.format_error:  # the client could not read the reply's calls
                 raise malformed(self.scaffold, reply.format_error)
-            actions = parse_actions(self.scaffold, message.get("tool_calls") or [])
+            else:
+                actions = parse_actions(self.scaffold, message.get("tool_calls") or [])
         except FormatError as e:
-            raise FormatError(_without_calls(message, extra), *e.messages) from None
+            raise FormatError(without_calls(message, extra), *e.messages) from None
         return {**message, "extra": {**extra, "actions": actions}}
 
     def format_message(self, **kwargs: Any) -> dict[str, Any]:
@@ -112,14 +125,17 @@ class TeacherModel:
     def format_observation_messages(
         self, message: dict, outputs: list[dict], template_vars: dict | None = None
     ) -> list[dict[str, Any]]:
-        return [
-            {
-                "role": "tool",
-                "tool_call_id": action["tool_call_id"],
-                "content": self.actions.observe(out, self.config.output_chars),
-            }
-            for action, out in zip(message["extra"]["actions"], outputs, strict=False)
-        ]
+        """Tool messages answering the calls; a text scaffold's results are user messages."""
+        answers = []
+        for action, out in zip(message["extra"]["actions"], outputs, strict=False):
+            content = self.actions.observe(out, self.config.output_chars)
+            if self.scaffold.text_actions:
+                answers.append({"role": "user", "content": content})
+            else:
+                answers.append(
+                    {"role": "tool", "tool_call_id": action["tool_call_id"], "content": content}
+                )
+        return answers
 
     def get_template_vars(self, **kwargs: Any) -> dict[str, Any]:
         return {}
@@ -275,30 +291,3 @@ def _settle_steps(trajectory_file: Path, restart: int, attempts: int, kept: bool
         own.replace(trajectory_file)
     for other in range(attempts):
         _attempt_file(trajectory_file, other).unlink(missing_ok=True)
-
-
-def clean_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The trajectory in plain OpenAI format: no mini-swe-agent bookkeeping, no exit marker.
-
-    Assistant turns keep `tool_call_source` (where their calls were read: native, hermes, …),
-    which mixture exports leave out with every other non-OpenAI key.
-    """
-    keep = ("role", "content", "reasoning_content", "tool_calls", "tool_call_id", SOURCE_KEY)
-    return [
-        {k: m[k] for k in keep if m.get(k) not in (None, "", [])}
-        | {"content": m.get("content") or ""}
-        for m in messages
-        if m.get("role") != "exit"
-    ]
-
-
-def _for_api(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What is sent back to the teacher: earlier reasoning stays out, as chat templates do, and
-    so does trajlake's own bookkeeping (a strict server rejects keys it does not know)."""
-    drop = ("extra", "reasoning_content", SOURCE_KEY)
-    return [{k: v for k, v in m.items() if k not in drop} for m in messages]
-
-
-def _without_calls(message: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """A malformed reply kept in the trajectory as text (its calls cannot be answered)."""
-    return {k: v for k, v in message.items() if k != "tool_calls"} | {"extra": extra}

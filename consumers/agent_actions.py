@@ -12,6 +12,7 @@ exactly as they did when mini-swe-agent parsed them.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,11 +70,33 @@ def parse_actions(scaffold: Scaffold, calls: list[dict[str, Any]]) -> list[dict[
     return actions
 
 
-def malformed(scaffold: Scaffold, error: str) -> Exception:
-    """The FormatError whose message is the scaffold's reply to a malformed call."""
+def parse_text_actions(scaffold: Scaffold, content: str) -> list[dict[str, Any]]:
+    """The commands of a text scaffold's fenced blocks (```TAG, newline, command, newline,
+    ```: mini-swe-agent's action_regex), one action each; FormatError (with the scaffold's
+    reply) unless the reply holds exactly `blocks_per_reply` of them."""
+    text = scaffold.text_actions
+    assert text is not None, "a tool-calling scaffold's actions are its tool calls"
+    blocks = [b.strip() for b in re.findall(fence_pattern(text.language), content, re.DOTALL)]
+    if len(blocks) != text.blocks_per_reply:
+        error = text.wrong_count.format(expected=text.blocks_per_reply, found=len(blocks))
+        raise malformed(scaffold, error, found=len(blocks))
+    runs = {tool.name: tool.runs_with() for tool in scaffold.tools}[text.tool]
+    return [
+        {"tool": text.tool, "runs_with": runs, "arguments": {"command": b}, "tool_call_id": ""}
+        for b in blocks
+    ]
+
+
+def fence_pattern(language: str) -> str:
+    """The regex of one fenced block of `language` (its command is group 1)."""
+    return rf"```{re.escape(language)}\s*\n(.*?)\n```"
+
+
+def malformed(scaffold: Scaffold, error: str, found: int = 0) -> Exception:
+    """The FormatError whose message is the scaffold's reply to a malformed action."""
     message = {
         "role": "user",
-        "content": render_format_error(scaffold, error),
+        "content": render_format_error(scaffold, error, found),
         "extra": {"interrupt_type": "FormatError"},
     }
     return FormatError(message)

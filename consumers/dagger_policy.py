@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from trajlake.consumers.agent import TeacherModel, clean_messages
+from trajlake.consumers.agent import TeacherModel
+from trajlake.consumers.agent_messages import clean_messages
 from trajlake.teacher.client import Teacher
 from trajlake.teacher.reply import TeacherReply
 
@@ -123,6 +125,12 @@ def agreement(student: TeacherReply, teacher: TeacherReply) -> tuple[bool, bool]
 
 
 def _calls(message: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(tool, parsed arguments) of each call; for a reply without calls (a text scaffold's),
+    ("block", command) of each fenced block in its text."""
+    if not message.get("tool_calls"):
+        text = message.get("content") or ""
+        blocks = re.findall(r"```[\w.+-]*[ \t]*\n(.*?)\n```", text, re.DOTALL)
+        return [("block", block.strip()) for block in blocks]
     out = []
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}

@@ -126,7 +126,11 @@ def measure(
     """Token counts (one batched call), truncation ratios, tool-output stats and steps."""
     roles = [str(m.get("role") or "") for m in messages]
     counts = counter.count([render_message(m) for m in messages]) if messages else []
-    tool = [count for count, role in zip(counts, roles, strict=True) if role == "tool"]
+    tool = [  # a text scaffold's results are the user messages after the task
+        count
+        for i, (count, role) in enumerate(zip(counts, roles, strict=True))
+        if role == "tool" or (role == "user" and i >= 2 and "tool" not in roles)
+    ]
     return Measurement(
         message_tokens=counts,
         roles=roles,

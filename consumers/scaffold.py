@@ -9,6 +9,9 @@ every rollout. The functions here render any scaffold; `MINI_BASH` is the defaul
 
 from __future__ import annotations
 
+import functools
+import platform
+
 from trajlake.consumers.scaffold_spec import Scaffold, load_scaffold
 
 DEFAULT = "mini-bash"
@@ -21,10 +24,24 @@ def render_system(scaffold: Scaffold) -> str:
     return scaffold.system_prompt.format(marker=scaffold.episode_end.marker)
 
 
-def render_task(scaffold: Scaffold, request: str) -> str:
+def render_task(scaffold: Scaffold, request: str, machine: dict[str, str] | None = None) -> str:
+    """The first user message; {system} {release} {version} {machine} are this machine's (the
+    sandbox shares its kernel), or `machine`'s."""
     return scaffold.task_template.format(
-        request=request.strip(), marker=scaffold.episode_end.marker
+        request=request.strip(), marker=scaffold.episode_end.marker, **(machine or this_machine())
     )
+
+
+@functools.cache
+def this_machine() -> dict[str, str]:
+    """platform.uname() as mini-swe-agent's text configurations show it."""
+    uname = platform.uname()
+    return {
+        "system": uname.system,
+        "release": uname.release,
+        "version": uname.version,
+        "machine": uname.machine,
+    }
 
 
 def render_observation(
@@ -39,6 +56,12 @@ def render_observation(
     limit = spec.max_chars if limit_chars is None else limit_chars
     if not output and spec.empty_output:
         return spec.empty_output
+    if spec.long_template and len(output) >= limit:
+        half = limit // 2
+        return spec.long_template.format(
+            head=output[:half], tail=output[-half:], elided=len(output) - limit,
+            returncode=returncode or 0,
+        )  # fmt: skip
     if len(output) > limit:
         half = limit // 2
         note = spec.truncated.format(cut=len(output) - 2 * half)
@@ -48,8 +71,8 @@ def render_observation(
     return spec.template.format(returncode=returncode or 0, output=output)
 
 
-def render_format_error(scaffold: Scaffold, error: str) -> str:
-    return scaffold.format_error.format(error=error)
+def render_format_error(scaffold: Scaffold, error: str, found: int = 0) -> str:
+    return scaffold.format_error.format(error=error, found=found)
 
 
 def scaffold_id() -> str:

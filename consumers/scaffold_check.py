@@ -56,14 +56,25 @@ def check_sample(
         return problem
     if len(messages) < 2 or [m["role"] for m in messages[:2]] != ["system", "user"]:
         return "messages: must start with a system and a user message"
+    task = messages[1]["content"] or ""
     problem = first_difference(
         "system prompt", render_system(scaffold), messages[0]["content"] or ""
-    ) or first_difference(
-        "task prompt", render_task(scaffold, request), messages[1]["content"] or ""
-    )
+    ) or first_difference("task prompt", render_task(scaffold, request, machine(task)), task)
     if problem:
         return problem
+    if scaffold.text_actions:
+        return _check_text_turns(messages[2:], scaffold)
     return _check_turns(messages[2:], scaffold)
+
+
+def machine(task: str) -> dict[str, str] | None:
+    """The machine a text scaffold's task prompt names ({system} {release} {version}
+    {machine} on one line, as mini-swe-agent writes them), so that a sample generated on
+    another machine is compared with the prompt it was really given; None when not found."""
+    found = re.search(r"<system_information>\n(\S+) (\S+) (.*) (\S+)\n</system_information>", task)
+    if not found:
+        return None
+    return dict(zip(("system", "release", "version", "machine"), found.groups(), strict=True))
 
 
 def is_observation(content: str, scaffold: Scaffold) -> bool:
@@ -75,12 +86,17 @@ def is_observation(content: str, scaffold: Scaffold) -> bool:
         return True
     output = ".+" if spec.empty_output else ".*"
     pattern = template_pattern(spec.template, {"output": output, "returncode": r"-?\d+"})
-    return pattern.fullmatch(content) is not None
+    if pattern.fullmatch(content) is not None:
+        return True
+    if not spec.long_template:
+        return False
+    fields = {"head": ".*", "tail": ".*", "elided": r"\d+", "returncode": r"-?\d+"}
+    return template_pattern(spec.long_template, fields).fullmatch(content) is not None
 
 
 def _check_turns(messages: Sequence[dict[str, Any]], scaffold: Scaffold) -> str | None:
     schemas = {tool.name: tool.function for tool in scaffold.tools}
-    format_error = template_pattern(scaffold.format_error, {"error": ".*"})
+    format_error = template_pattern(scaffold.format_error, {"error": ".*", "found": r"\d+"})
     limit = scaffold.tool_calls_per_turn
     open_calls: set[str] = set()
     for number, message in enumerate(messages, start=3):
@@ -105,6 +121,27 @@ def _check_turns(messages: Sequence[dict[str, Any]], scaffold: Scaffold) -> str 
                 return f"{where}: {_unexpected_user_turn(content, scaffold)}"
         else:
             return f"{where}: unknown role"
+    return None
+
+
+def _check_text_turns(messages: Sequence[dict[str, Any]], scaffold: Scaffold) -> str | None:
+    """A text scaffold's turns: replies without tool calls, each followed by the result of its
+    block (a user message in the observation format) or by the scaffold's format error."""
+    text = scaffold.text_actions
+    assert text is not None
+    format_error = template_pattern(scaffold.format_error, {"error": ".*", "found": r"\d+"})
+    for number, message in enumerate(messages, start=3):
+        role, content = message["role"], message.get("content") or ""
+        where = f"message {number} ({role})"
+        if role == "assistant":
+            if message.get("tool_calls"):
+                blocks = f"```{text.language} blocks"
+                return f"{where}: tool calls, but this scaffold's actions are {blocks}"
+        elif role == "user":
+            if not (is_observation(content, scaffold) or format_error.fullmatch(content)):
+                return f"{where}: {_unexpected_user_turn(content, scaffold)}"
+        else:
+            return f"{where}: a {role} message, which a text scaffold never sends"
     return None
 
 

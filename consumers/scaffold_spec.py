@@ -36,12 +36,16 @@ from trajlake.yamlfile import describe, read_mapping
 
 SCAFFOLD_DIR = Path(__file__).parent / "scaffolds"
 
+#: What the machine is, as mini-swe-agent's text configurations show it (platform.uname()).
+MACHINE = {"system", "release", "version", "machine"}
 #: The {fields} each template may use.
 _PLACEHOLDERS: dict[str, set[str]] = {
     "system_prompt": {"marker"},
-    "task_template": {"request", "marker"},
-    "format_error": {"error"},
+    "task_template": {"request", "marker", *MACHINE},
+    "format_error": {"error", "found"},
     "template": {"output", "returncode"},
+    "long_template": {"head", "tail", "elided", "returncode"},
+    "wrong_count": {"expected", "found"},
     "empty_output": set(),
     "error": {"output"},
     "timeout": {"timeout"},
@@ -142,8 +146,15 @@ class ObservationSpec(_Frozen):
         "[… {cut} characters cut …]",
         description="the note put where long output was cut ({cut}: characters left out)",
     )
+    long_template: str = Field(
+        "",
+        description="the whole tool message when the output has max_chars or more characters, "
+        "instead of cutting it into the template (mini-swe-agent's text configurations): "
+        "{head} and {tail} (the first and last max_chars/2 characters), {elided} (characters "
+        "left out: the length less max_chars), {returncode}. Empty: cut with `truncated`",
+    )
 
-    @field_validator("template", "empty_output", "error", "timeout", "truncated")
+    @field_validator("template", "empty_output", "error", "timeout", "truncated", "long_template")
     @classmethod
     def _placeholders(cls, value: str, info: ValidationInfo) -> str:
         return _check_fields(value, _PLACEHOLDERS[info.field_name])
@@ -173,6 +184,31 @@ class EpisodeEnd(_Frozen):
         return _check_fields(value, _PLACEHOLDERS[info.field_name])
 
 
+class TextActions(_Frozen):
+    """Actions written as fenced code blocks in the reply's text instead of tool calls (for
+    models served without a tool-call parser, as mini-swe-agent's text-based configurations)."""
+
+    language: str = Field(
+        description="the block's language tag: a block is ```TAG, a newline, the command, a "
+        "newline and ``` (mini-swe-agent's action_regex)",
+        pattern=r"^[A-Za-z0-9_.+-]+$",
+    )
+    blocks_per_reply: int = Field(1, ge=1, description="how many blocks every reply must hold")
+    tool: str = Field(
+        "bash", description="the tool (of `tools`, implementation bash) that runs each block"
+    )
+    wrong_count: str = Field(
+        "Expected exactly {expected} action, found {found}.",
+        description="the {error} of format_error for a reply with another number of blocks "
+        "({expected}: blocks_per_reply, {found}: how many it held)",
+    )
+
+    @field_validator("wrong_count")
+    @classmethod
+    def _placeholders(cls, value: str, info: ValidationInfo) -> str:
+        return _check_fields(value, _PLACEHOLDERS[info.field_name])
+
+
 class Scaffold(_Frozen):
     """Everything the agent model sees and how its actions run; its id names it on rollouts."""
 
@@ -188,7 +224,7 @@ class Scaffold(_Frozen):
     observation: ObservationSpec = Field(description="how tool results are written")
     format_error: str = Field(
         description="the user message after a reply whose tool call could not be parsed "
-        "({error}: what was wrong)"
+        "({error}: what was wrong; {found}: how many actions the reply held)"
     )
     episode_end: EpisodeEnd = Field(description="what ends the episode")
     tool_calls_per_turn: int = Field(
@@ -196,6 +232,12 @@ class Scaffold(_Frozen):
         ge=0,
         description="the most tool calls one reply may make (SWE-agent: 1); more is a format "
         "error. 0: any number, run in order",
+    )
+    text_actions: TextActions | None = Field(
+        None,
+        description="actions are fenced blocks in the reply's text, not tool calls: no tools "
+        "are offered to the endpoint (`tools` then only names what runs a block) and results "
+        "come back as user messages. Empty: tool calling",
     )
 
     @field_validator("system_prompt", "task_template", "format_error")
@@ -219,10 +261,22 @@ class Scaffold(_Frozen):
             )
         if end.marker and "bash" not in runs.values():
             raise ValueError("episode_end.marker: needs a tool with implementation bash")
+        text = self.text_actions
+        if text and runs.get(text.tool) != "bash":
+            raise ValueError(
+                f"text_actions.tool: {text.tool!r} is not a tool with implementation bash"
+            )
+        if text and end.submit_tool:
+            raise ValueError("episode_end.submit_tool: text actions end with a marker only")
         return self
 
     def tool_schemas(self) -> list[dict[str, Any]]:
-        """The tools as sent to the endpoint (and recorded with every rollout)."""
+        """The tools as sent to the endpoint (and recorded with every rollout): none when the
+        actions are text."""
+        return [] if self.text_actions else self.declared_tools()
+
+    def declared_tools(self) -> list[dict[str, Any]]:
+        """Every tool of the scaffold, offered or not (the id hashes these)."""
         return [tool.schema_for_model() for tool in self.tools]
 
     def id(self) -> str:
@@ -243,6 +297,8 @@ HISTORICAL: dict[str, Any] = {
     "episode_end.review_on_submit": "",
     "tools.implementation": None,  # every tool run by the built-in tool of its own name
     "tool_calls_per_turn": 0,
+    "observation.long_template": "",
+    "text_actions": None,
 }
 
 
@@ -256,6 +312,7 @@ def _later_fields(scaffold: Scaffold) -> dict[str, Any]:
         if key != "template"
     }
     values["tool_calls_per_turn"] = data["tool_calls_per_turn"]
+    values["text_actions"] = data["text_actions"]
     if any(tool.runs_with() != tool.name for tool in scaffold.tools):
         values["tools.implementation"] = [tool.runs_with() for tool in scaffold.tools]
     else:
@@ -268,7 +325,7 @@ def scaffold_id(scaffold: Scaffold) -> str:
     parts = [
         scaffold.system_prompt,
         scaffold.task_template,
-        json.dumps(scaffold.tool_schemas(), sort_keys=True),
+        json.dumps(scaffold.declared_tools(), sort_keys=True),
         scaffold.observation.template,
         scaffold.format_error,
     ]

@@ -26,6 +26,7 @@ from trajlake.repos import Registry
 from trajlake.schemas import TOPICS
 from trajlake.stages import BUILTIN
 from trajlake.teacher.double import demo_script_path, serve
+from trajlake.teacher.script import Script, as_text_actions, load_script
 from trajlake.tokenizer import train_tiny_tokenizer
 
 SAMPLE_COMMITS: list[tuple[str, dict[str, str]]] = [
@@ -125,6 +126,17 @@ sources:
 """
 
 
+def demo_mixture(scaffold: Scaffold) -> str:
+    """The demo's mixture spec; a text scaffold's prompts alone are ~2k tokens of the demo's
+    tokenizer, so its trajectories are selected at the 32K budget the filter also measures."""
+    if not scaffold.text_actions:
+        return DEMO_MIXTURE
+    return DEMO_MIXTURE.replace(
+        "context_budget: 2048          # the demo's trajectories are ~2k tokens; some get cut here",
+        "context_budget: 32768         # a text scaffold's prompts alone are ~2k tokens",
+    )
+
+
 @dataclass
 class DemoResult:
     workdir: Path
@@ -183,11 +195,15 @@ def demo_config(workdir: Path, teacher_url: str, overrides: list[str]) -> Config
     )
 
 
-def demo_script_for(scaffold: Scaffold) -> Path:
+def demo_script_for(scaffold: Scaffold) -> Script:
     """The teacher double's script for a scaffold: the one for SWE-agent's tools when it has
-    them (`str_replace_editor` and `submit`), else the bash-only one."""
+    them (`str_replace_editor` and `submit`), else the bash-only one, its calls written as
+    fenced blocks for a scaffold whose actions are text."""
     swe_agent = {"str_replace_editor", "submit"} <= {tool.name for tool in scaffold.tools}
-    return demo_script_path("demo-swe-agent" if swe_agent else "demo")
+    script = load_script(demo_script_path("demo-swe-agent" if swe_agent else "demo"))
+    if scaffold.text_actions:
+        return as_text_actions(script, scaffold.text_actions.language)
+    return script
 
 
 def ensure_tokenizer(repo: Path, out_dir: Path) -> None:
@@ -224,5 +240,5 @@ def run_demo(
             bus.close()
     spec = workdir / "mixture.yaml"
     if not spec.exists():
-        spec.write_text(DEMO_MIXTURE)
+        spec.write_text(demo_mixture(scaffold))
     return DemoResult(workdir, config, Lake(config.lake.root).counts(), statuses, notes)

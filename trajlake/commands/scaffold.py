@@ -17,6 +17,9 @@ in the scaffold its training data was generated in.
 
   trajlake scaffold show mini-bash     the default: mini-swe-agent with one bash tool
   trajlake scaffold show swe-agent     SWE-agent's function-calling tools and conventions
+  trajlake scaffold show mini-textbased
+                                       actions as fenced blocks in the text, no tool calling
+                                       (mini-swe-agent 2.4.6's; also swebench-backticks)
   trajlake scaffold example            a scaffold with every field documented: save it to a
                                        file, edit it, and check it with `scaffold show` and
                                        the file's path (a bad field is named with its problem)

@@ -179,3 +179,28 @@ def render(match: Match, seed: str) -> tuple[dict[str, Any], str]:
         message["tool_calls"] = calls
         message["content"] = message["content"] or None
     return message, turn.finish_reason or ("tool_calls" if calls else "stop")
+
+
+def as_text_actions(script: Script, language: str) -> Script:
+    """The same script for a scaffold whose actions are fenced blocks (text_actions): each
+    turn's bash calls become ```LANGUAGE blocks in its content, after its reasoning as a
+    THOUGHT paragraph (as text-only models write it); a call whose arguments are a raw string
+    (a malformed call) becomes text with no block, a format error there too."""
+    sessions = []
+    for session in script.sessions:
+        turns = []
+        for turn in session.turns:
+            if not turn.tool_calls:
+                turns.append(turn)
+                continue
+            parts = [f"THOUGHT: {turn.reasoning}".strip()] if turn.reasoning else []
+            for call in turn.tool_calls:
+                if isinstance(call.arguments, str):
+                    parts.append(call.arguments)
+                else:
+                    parts.append(f"```{language}\n{call.arguments.get('command', '')}\n```")
+            text = "\n\n".join([turn.content, *parts] if turn.content else parts)
+            update = {"reasoning": "", "content": text, "tool_calls": []}
+            turns.append(turn.model_copy(update=update))
+        sessions.append(session.model_copy(update={"turns": turns}))
+    return script.model_copy(update={"sessions": sessions})
