@@ -6,13 +6,23 @@ name their topics and groups with the `unique` prefix.
 
 `demo_once` is `trajlake demo` run once per session; tests that change what it made work on
 their own `demo_copy(...)`.
+
+`qwen_server` is a real 0.5B teacher for the `realmodel` tier: llama-server where its build runs
+on this CPU, else `trajlake dagger serve` (transformers) on the same model converted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -140,30 +150,102 @@ def qwen_student(qwen_gguf: Path) -> Path:
     return convert_gguf(qwen_gguf, qwen_gguf.with_name(qwen_gguf.stem + "-hf"))
 
 
-def _serve(gguf: Path, tmp_path_factory: pytest.TempPathFactory):
-    from trajlake.realmodel import ServerCannotRun, llama_server
+@dataclass(frozen=True)
+class ModelServer:
+    """A real model behind an OpenAI-compatible endpoint: the teacher settings a test needs."""
 
-    log = tmp_path_factory.mktemp("llama") / "server.log"
+    base_url: str
+    model: str
+    endpoint_kind: str  # llama.cpp, or transformers (`trajlake dagger serve`)
+    log: Path
+
+
+@contextlib.contextmanager
+def _llama_server(gguf: Path, log: Path) -> Iterator[ModelServer]:
+    """llama-server serving `gguf`; raises ServerCannotRun where its build does not run here."""
+    from trajlake.realmodel import llama_server
+
+    with llama_server(gguf, log) as server:
+        yield ModelServer(server.base_url, server.model, "llama.cpp", server.log)
+
+
+@contextlib.contextmanager
+def _dagger_serve(
+    model_dir: Path, model: str, log: Path, ready_s: float = 300
+) -> Iterator[ModelServer]:
+    """`trajlake dagger serve --model model_dir --port 0` as a subprocess (transformers on the
+    CPU), ready once GET /v1/models answers on the port it printed; stopped with SIGTERM."""
+    command = [sys.executable, "-m", "trajlake.cli", "dagger", "serve", "--model", str(model_dir)]
+    with log.open("wb") as out:  # cwd: the log's folder, where no trajlake.yaml is found
+        process = subprocess.Popen(
+            [*command, "--port", "0"], stdout=out, stderr=subprocess.STDOUT, cwd=log.parent
+        )
     try:
-        with llama_server(gguf, log) as server:
+        url = _printed_url(process, log, time.monotonic() + ready_s)
+        with urllib.request.urlopen(f"{url}/models", timeout=30) as reply:
+            assert json.load(reply)["data"], f"{url}/models lists no model"
+        yield ModelServer(url, model, "transformers", log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _printed_url(process: subprocess.Popen, log: Path, deadline: float) -> str:
+    """The base URL `dagger serve` prints once it listens (`--set student.base_url=URL ...`)."""
+    while time.monotonic() < deadline:
+        if found := re.search(r"--set student\.base_url=(\S+)", log.read_text(errors="replace")):
+            return found.group(1)
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-800:]
+            pytest.fail(f"`trajlake dagger serve` exited with {process.returncode}: {tail}")
+        time.sleep(0.5)
+    pytest.fail(f"`trajlake dagger serve` not ready after its deadline: see {log}")
+
+
+@pytest.fixture(scope="session")
+def qwen_server(
+    qwen_gguf: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ModelServer]:
+    """The 0.5B on a loopback port for the whole session, as a teacher. Where llama-server runs
+    (endpoint_kind llama.cpp): the GGUF itself, with its chat template. Where the binary dies of
+    SIGILL (its build wants instructions this CPU lacks): the same model converted to a Hugging
+    Face directory (`qwen_student`), served by `trajlake dagger serve` with transformers on the
+    CPU (endpoint_kind transformers; a few tokens a second, and no native tool calls)."""
+    from trajlake.realmodel import ServerCannotRun
+
+    folder = tmp_path_factory.mktemp("qwen-server")
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(_llama_server(qwen_gguf, folder / "llama-server.log"))
+        except ServerCannotRun:
+            student = request.getfixturevalue("qwen_student")
+            log = folder / "dagger-serve.log"
+            server = stack.enter_context(_dagger_serve(student, qwen_gguf.stem, log))
+        yield server
+
+
+@pytest.fixture(scope="session")
+def qwen15_server(
+    qwen_server: ModelServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ModelServer]:
+    """llama-server with Qwen2.5-Coder-1.5B-Instruct, the official Q4_K_M file: the 0.5B
+    answers the agent in prose and markdown, the 1.5B with tool calls. Skipped, before its
+    1.1 GB are fetched, where llama-server cannot run: served with transformers it would be a
+    ~6 GB float32 conversion generating too slowly on a CPU for a test."""
+    from trajlake.realmodel import ServerCannotRun
+
+    if qwen_server.endpoint_kind != "llama.cpp":
+        pytest.skip("llama-server cannot run on this CPU, and the 1.5B is too slow without it")
+    log = tmp_path_factory.mktemp("qwen15-server") / "llama-server.log"
+    try:
+        with _llama_server(_gguf("qwen2.5-coder-1.5b-instruct-q4_k_m"), log) as server:
             yield server
     except ServerCannotRun as e:
         pytest.skip(f"llama-server cannot run on this CPU: {str(e).splitlines()[0]}")
-
-
-@pytest.fixture(scope="session")
-def qwen_server(qwen_gguf: Path, tmp_path_factory: pytest.TempPathFactory):
-    """llama-server serving the 0.5B GGUF on a loopback port for the whole session. Skipped
-    only when the server binary cannot run on this CPU."""
-    yield from _serve(qwen_gguf, tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def qwen15_server(qwen_server, tmp_path_factory: pytest.TempPathFactory):
-    """llama-server with Qwen2.5-Coder-1.5B-Instruct, the official Q4_K_M file: the 0.5B
-    answers the agent in prose and markdown, the 1.5B with tool calls. Skipped, before its
-    1.1 GB are fetched, where the 0.5B's server cannot run."""
-    yield from _serve(_gguf("qwen2.5-coder-1.5b-instruct-q4_k_m"), tmp_path_factory)
 
 
 @pytest.fixture

