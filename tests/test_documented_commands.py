@@ -89,6 +89,13 @@ REAL_DEMO = (
     "teacher.timeout_s=900 --set agent.step_limit=4 --set agent.no_progress_s=900 --set "
     "runner.concurrency=1 --set sampler.mode=1 demo --workdir real-demo"
 )
+REAL_DEMO_TEXT = (
+    "trajlake --set teacher.base_url=http://127.0.0.1:PORT/v1 --set "
+    "teacher.model=qwen2.5-coder-0.5b-instruct-q4_k_m --set teacher.max_tokens=256 --set "
+    "teacher.timeout_s=900 --set agent.step_limit=4 --set agent.no_progress_s=900 --set "
+    "runner.concurrency=1 --set sampler.mode=1 --set agent.scaffold=mini-textbased demo "
+    "--workdir real-demo"
+)
 DAGGER_COLLECT = (
     "trajlake --set student.base_url=http://127.0.0.1:8001/v1 --set student.checkpoint=runs/sft "
     "dagger collect --from tasks --iteration 1 --limit 512"
@@ -98,6 +105,7 @@ PARSE_ONLY: dict[str, str] = {
         "needs the compose deployment's Kafka broker on localhost:9094 (no Docker engine here)"
     ),
     REAL_DEMO: "needs llama-server with the 1.5B model, ~35 min; run for real in the closing note",
+    REAL_DEMO_TEXT: "needs the served 0.5B, ~9 min; run for real in the closing note",
     "trajlake dagger serve --model runs/sft/model --port 8001": (
         "needs a trained student; tests/test_dagger_loop.py serves one it trained"
     ),

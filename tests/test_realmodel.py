@@ -90,6 +90,25 @@ def config(tmp_path: Path, server: ModelServer, *overrides: str) -> Config:
     )
 
 
+def mean_task(repo: tuple[Path, str], key: str) -> TaskEvent:
+    """The task of making `mean` robust, at the repository's commit."""
+    path, commit = repo
+    return TaskEvent(
+        event_id=make_event_id("commit-event", "function_sampler", key),
+        parent_ids=["commit-event"],
+        stage="function_sampler",
+        repo="repo",
+        repo_url=str(path),
+        commit=commit,
+        function_file="stats.py",
+        function_name="mean",
+        line_start=1,
+        line_end=2,
+        change_type="boundary_conditions",
+        request=REQUEST,
+    )
+
+
 def t1_event(repo: tuple[Path, str]) -> RolloutEvent:
     path, commit = repo
     return RolloutEvent(
@@ -187,21 +206,7 @@ def test_the_real_model_answers_the_self_evaluation_with_a_yes_or_a_no(
 
 
 def test_a_rollout_with_the_real_model_runs_its_tool_calls(tmp_path, repo, qwen15_server) -> None:
-    path, commit = repo
-    task = TaskEvent(
-        event_id=make_event_id("commit-event", "function_sampler", "mean"),
-        parent_ids=["commit-event"],
-        stage="function_sampler",
-        repo="repo",
-        repo_url=str(path),
-        commit=commit,
-        function_file="stats.py",
-        function_name="mean",
-        line_start=1,
-        line_end=2,
-        change_type="boundary_conditions",
-        request=REQUEST,
-    )
+    task = mean_task(repo, "mean")
     ctx = Rollouts.create(config(tmp_path, qwen15_server, "agent.step_limit=3"))
     outputs = rollout1(ctx, task)
     assert outputs and all(isinstance(o, RolloutEvent) for o in outputs)
@@ -232,21 +237,7 @@ def test_a_rollout_in_a_text_scaffold_runs_the_real_models_action(
     from trajlake.consumers.scaffold_check import check_sample
     from trajlake.consumers.scaffold_spec import load_scaffold
 
-    path, commit = repo
-    task = TaskEvent(
-        event_id=make_event_id("commit-event", "function_sampler", "mean-text"),
-        parent_ids=["commit-event"],
-        stage="function_sampler",
-        repo="repo",
-        repo_url=str(path),
-        commit=commit,
-        function_file="stats.py",
-        function_name="mean",
-        line_start=1,
-        line_end=2,
-        change_type="boundary_conditions",
-        request=REQUEST,
-    )
+    task = mean_task(repo, "mean-text")
     overrides = ["agent.step_limit=2", f"agent.scaffold={TINY_TEXT}", "teacher.max_tokens=64"]
     ctx = Rollouts.create(config(tmp_path, qwen_server, *overrides))
     t1 = rollout1(ctx, task)[0]
