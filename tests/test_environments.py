@@ -27,6 +27,7 @@ from trajlake.repos import Registry
 from trajlake.sandbox import EnvironmentMount, open_sandbox
 from trajlake.sandbox.base import Mounts
 from trajlake.sandbox.docker import docker_launch
+from trajlake.schemas import TaskEvent
 
 pytestmark = [pytest.mark.environments, pytest.mark.sandbox]
 
@@ -209,16 +210,29 @@ def test_swesmith_resolves_clicks_profile_and_builds_it(work, tmp_path):
         Registry(config.producer.registry, config.producer.mirrors).set_env("click", "auto")
 
 
-def test_env_list_and_prune_keep_what_registered_heads_need(work, built, tmp_path):
-    rc, out, _ = trajlake(work, "env", "list")
-    assert rc == 0 and "click" in out
+def test_env_list_and_prune_keep_what_heads_and_pending_tasks_need(work, built, tmp_path):
     config = config_for(work)
     head = resolve_for(config, "click", str(work / "repos/click"), "HEAD").key
+    fork = tmp_path / "click"  # a commit a task still waits on: its own environment
+    shutil.copytree(work / "repos/click", fork)
+    with (fork / "pyproject.toml").open("a") as pyproject:
+        pyproject.write("# pending\n")
+    sha = commit_all(fork, "a pending task's commit")
+    pending = environment_for(config, "click", str(fork), sha).environment_id
+    task = TaskEvent(
+        event_id="pending-task", stage="function_sampler", repo="click", repo_url=str(fork),
+        commit=sha, function_file="src/click/core.py", function_name="f", line_start=1,
+        line_end=2, change_type="x", request="r",
+    )  # fmt: skip
+    Lake(config.lake.root).write("tasks", [task], name="pending")  # no rollout answers it yet
+    rc, out, _ = trajlake(work, "env", "list")
+    assert rc == 0 and "click" in out
     rc, out, _ = trajlake(work, "env", "prune", "--dry-run")
-    assert rc == 0 and "would remove" in out and head not in out.split("kept")[0]
+    removing = out.split("kept")[0]
+    assert rc == 0 and head not in removing and pending not in removing
     rc, out, _ = trajlake(work, "env", "prune")
-    left = [p.name for p in (work / "trajlake-data/environments").iterdir() if p.name[0] != "."]
-    assert left == [head], out
+    left = {p.name for p in (work / "trajlake-data/environments").iterdir() if p.name[0] != "."}
+    assert left == {head, pending}, out
 
 
 def test_docker_runs_the_spec_image_with_the_same_testbed_contract(tmp_path):
@@ -271,8 +285,9 @@ def test_test_counts_come_from_junit_or_the_runners_own_summary():
 
 
 def test_local_kind_runs_without_an_environment_and_says_so(tmp_path, caplog):
-    from trajlake.environments import rollout_mount
+    from trajlake.environments import _say_local_has_none, rollout_mount
 
+    _say_local_has_none.cache_clear()  # said once per process: make this test's the first
     config = Config(sandbox=SandboxConfig(kind="local", allow_unsafe_local=True))
     assert rollout_mount(config, "r", str(tmp_path), "HEAD").root is None
     assert "without their repository's environment" in caplog.text

@@ -19,6 +19,7 @@ repository's SWE-smith profile, translated) or the path of a YAML file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -89,10 +90,6 @@ class EnvSpec(BaseModel):
             )
         return found.group(1)
 
-    @property
-    def is_empty(self) -> bool:
-        return not self.install and not self.binds and not self.image
-
 
 def read_spec(path: str | Path) -> EnvSpec:
     """The spec in the YAML file `path`; ConfigError naming each wrong or unknown key."""
@@ -106,7 +103,9 @@ def parse_spec(data: dict, where: str) -> EnvSpec:
         raise ConfigError(describe(e, f"invalid environment spec {where}")) from None
 
 
+@functools.cache
 def builtin(name: str) -> EnvSpec:
+    """A built-in spec (read once: `auto` asks for them at every record)."""
     return read_spec(SPEC_DIR / f"{name}.yaml")
 
 
