@@ -99,6 +99,23 @@ SELECT teacher_id, rollouts, tokens, round(cost_usd, 4) AS cost_usd,
   FROM spend LEFT JOIN accepted USING (teacher_id) ORDER BY teacher_id""",
     ),
     (
+        "tests",
+        "Soft recall against the repository's tests",
+        "per rollout with a verdict: its recall label (a T1's is its best T2's) against how its "
+        "patch did on the repository's own tests (the tester stage); untested: no tests row yet",
+        """SELECT coalesce(label, '(no verdict)') AS recall_label, count(*) AS rollouts,
+       count(*) FILTER (WHERE tests_status = 'ok') AS ok,
+       count(*) FILTER (WHERE tests_status = 'broken') AS broken,
+       count(*) FILTER (WHERE tests_status = 'flaky') AS flaky,
+       count(*) FILTER (WHERE tests_status IN ('timeout', 'error')) AS timeout_or_error,
+       count(*) FILTER (WHERE tests_status = 'no_tests') AS no_tests,
+       count(*) FILTER (WHERE tests_status IS NULL) AS untested,
+       round(avg(tests_broken), 2) AS mean_broken, round(avg(recall), 3) AS mean_recall
+  FROM trajectories GROUP BY 1
+ ORDER BY list_position(['hard', 'soft', 'unverified', 'empty', 'unparseable'], recall_label)
+       NULLS LAST""",
+    ),
+    (
         "dead_letters",
         "Dead letters by stage",
         "records a stage could not process (a failed retry adds one), by error type; inputs: "

@@ -1,4 +1,4 @@
-"""The picture of `trajlake report`: eight panels drawn from `LakeNumbers` with matplotlib."""
+"""The picture of `trajlake report`: nine panels drawn from `LakeNumbers` with matplotlib."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def draw(numbers: LakeNumbers, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 4, figsize=(24, 10))
+    fig, axes = plt.subplots(3, 3, figsize=(20, 15))
     panels = (
         _activity,
         _recall,
@@ -32,6 +32,7 @@ def draw(numbers: LakeNumbers, path: Path) -> None:
         _exits,
         _spend,
         _dead_letters,
+        _tests,
         _summary,
     )
     for ax, panel in zip(axes.flat, panels, strict=True):
@@ -171,6 +172,30 @@ def _dead_letters(ax: Axes, numbers: LakeNumbers) -> None:
                     va="center", fontsize=8)  # fmt: skip
     ax.set_xlabel("dead letters")
     ax.legend(fontsize=8)
+
+
+#: tests outcomes drawn, in order, with their colours
+TEST_OUTCOMES = (
+    ("ok", "#55a868"), ("broken", "#c44e52"), ("flaky", "#ccb974"),
+    ("timeout_or_error", "#8172b3"), ("no_tests", "#bbbbbb"), ("untested", "#eeeeee"),
+)  # fmt: skip
+
+
+def _tests(ax: Axes, numbers: LakeNumbers) -> None:
+    ax.set_title("soft recall label against the repository's tests")
+    table = numbers.tables["tests"]
+    if not table.rows:
+        return _nothing(ax, "no rollouts yet")
+    rows = [dict(zip(table.columns, row, strict=True)) for row in table.rows]
+    labels = [r["recall_label"] for r in rows]
+    left = [0] * len(rows)
+    for outcome, color in TEST_OUTCOMES:
+        values = [r[outcome] for r in rows]
+        ax.barh(labels, values, left=left, color=color, edgecolor="grey", label=outcome)
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    ax.invert_yaxis()
+    ax.set_xlabel("rollouts (a T1 takes its best T2's label)")
+    ax.legend(fontsize=8, loc="lower right")
 
 
 def _summary(ax: Axes, numbers: LakeNumbers) -> None:

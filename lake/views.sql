@@ -1,6 +1,6 @@
 -- Derived views over the lake, for `trajlake sql`, mixtures and the plain duckdb CLI.
 --
--- They read the per-topic views (tasks, rollouts_t1, rollouts_t2, prs, verdicts, samples), which
+-- They read the per-topic views (tasks, rollouts_t1, rollouts_t2, prs, verdicts, samples, tests), which
 -- trajlake creates deduplicated by event_id. From the duckdb CLI, get those first:
 --
 --   trajlake lake views > lake.sql && duckdb -init lake.sql
@@ -14,6 +14,8 @@
 -- sample: the newest measurement of the rollout (a re-run of the filter with another tokenizer
 --   adds one). truncation_ratio is the ratio at the first measured budget; the others are in
 --   budgets / truncation_ratios (same order).
+-- tests: the repository's own tests on the rollout's patch (the tester stage): tests_broken and
+--   tests_fixed are null when tests_status is no_tests, timeout or error (unknown, not zero).
 CREATE OR REPLACE VIEW trajectories AS
 WITH rollouts AS (
   SELECT * FROM rollouts_t1
@@ -27,6 +29,9 @@ WITH rollouts AS (
     PARTITION BY for_t1 ORDER BY recall DESC NULLS LAST, created_at, event_id) = 1
 ), sample AS (
   SELECT * FROM samples
+  QUALIFY row_number() OVER (PARTITION BY rollout_id ORDER BY created_at DESC, event_id) = 1
+), tested AS (
+  SELECT * FROM tests
   QUALIFY row_number() OVER (PARTITION BY rollout_id ORDER BY created_at DESC, event_id) = 1
 )
 SELECT
@@ -49,7 +54,10 @@ SELECT
   -- the sample measurements
   s.tokenizer, s.message_tokens, s.total_tokens, s.budgets, s.truncation_ratios,
   s.truncation_ratios[1] AS truncation_ratio, s.patch_lines,
-  s.tool_tokens_mean, s.tool_tokens_max
+  s.tool_tokens_mean, s.tool_tokens_max,
+  -- the repository's tests
+  ts.tests_status, ts.tests_selected, ts.tests_broken, ts.tests_fixed, ts.tests_flaky,
+  ts.touches_tests, ts.reason AS tests_reason
 FROM rollouts r
 LEFT JOIN tasks t ON t.event_id = r.task_id
 LEFT JOIN prs pg ON pg.event_id = r.pr_id
@@ -58,7 +66,23 @@ LEFT JOIN (
 ) p ON r.rollout = 't1' AND p.t1_id = r.event_id
 LEFT JOIN verdicts v2 ON r.rollout = 't2' AND v2.t2_id = r.event_id
 LEFT JOIN t1_verdict v1 ON r.rollout = 't1' AND v1.for_t1 = r.event_id
-LEFT JOIN sample s ON s.rollout_id = r.event_id;
+LEFT JOIN sample s ON s.rollout_id = r.event_id
+LEFT JOIN tested ts ON ts.rollout_id = r.event_id;
+
+-- One row per test run: `patched` rows are a rollout's selected tests with its patch (and the
+-- baseline status each was compared with); `baseline` rows are the tests at the commit, once per
+-- (repository, commit, environment, test). status: passed, failed, error, skipped; missing (did
+-- not run with the patch: its file no longer loads); a baseline's none / timeout is a test file
+-- with no test in it / one that hung.
+CREATE OR REPLACE VIEW test_runs AS
+SELECT rollout_id, rollout, 'patched' AS phase, repo, commit, environment_id,
+       unnest(test_ids) AS test_id, unnest(statuses) AS status,
+       unnest(baseline_statuses) AS baseline_status, unnest(seconds) AS seconds,
+       NULL::BOOLEAN AS flaky
+  FROM tests
+UNION ALL
+SELECT NULL, NULL, 'baseline', repo, commit, environment_id, test_id, status, NULL, seconds, flaky
+  FROM test_baselines;
 
 -- One row per task and teacher: how each teacher's generation of the task came out (the last
 -- rollout-1 attempt, its rollout 2, verdict and sample), for comparing teachers after a replay.

@@ -16,6 +16,7 @@ from trajlake.schemas.records import (
     TaskEvent,
     VerdictEvent,
 )
+from trajlake.schemas.testing import TestBaselineEvent, TestsEvent
 
 RECORD_TYPES: tuple[type[Event], ...] = (
     CommitEvent,
@@ -31,6 +32,8 @@ RECORD_TYPES: tuple[type[Event], ...] = (
     DaggerTaskEvent,
     DaggerRolloutEvent,
     EnvironmentEvent,
+    TestsEvent,
+    TestBaselineEvent,
 )
 
 #: topic name -> record type; every topic trajlake knows.
@@ -67,6 +70,8 @@ __all__ = [
     "SchemaError",
     "TOPICS",
     "TaskEvent",
+    "TestBaselineEvent",
+    "TestsEvent",
     "VerdictEvent",
     "make_event_id",
     "record_type",

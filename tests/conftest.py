@@ -7,6 +7,9 @@ name their topics and groups with the `unique` prefix.
 `demo_once` is `trajlake demo` run once per session; tests that change what it made work on
 their own `demo_copy(...)`.
 
+`click` is click's sdist made into a git repository, and `tokenizer` the filter's student
+tokenizer, both made once for the environment and tester pipelines.
+
 `qwen_server` is a real 0.5B teacher for the `realmodel` tier: llama-server where its build runs
 on this CPU, else `trajlake dagger serve` (transformers) on the same model converted.
 """
@@ -90,6 +93,25 @@ class DemoDir:
     workdir: Path
     config_file: Path
     output: str
+
+
+@pytest.fixture(scope="session")
+def click(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """click 8.5.1's sdist as a git repository, shared by the session (read it only)."""
+    from env_helpers import click_repo
+
+    return click_repo(tmp_path_factory.mktemp("click"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The filter's student tokenizer, trained once on the small demo repository."""
+    from trajlake.demo import build_sample_repo, ensure_tokenizer
+
+    base = tmp_path_factory.mktemp("tokenizer")
+    out = base / "tokenizer"
+    ensure_tokenizer(build_sample_repo(base / "sample-repo"), out)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -139,7 +139,7 @@ AS_THEY_ARE = (
     "topics list", "lake compact", "lake views", "config show", "mixture build",
     "mixture show", "mixture check", "mixture example", "dlq list", "dlq retry", "dlq heal",
     "scaffold show", "scaffold example", "report", "dagger status", "repo set", "env build",
-    "env show", "env test", "env list", "env prune",
+    "env show", "env test", "env list", "env prune", "tests backfill", "tests agreement",
 )  # fmt: skip
 COMMANDS: dict[str, How] = {
     **{command: How() for command in AS_THEY_ARE},

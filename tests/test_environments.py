@@ -20,7 +20,7 @@ from helpers import git_repo
 
 from trajlake.config import Config, LakeConfig, SandboxConfig
 from trajlake.environments import check_source, environment_for, resolve_for
-from trajlake.environments.results import from_junit, from_summary
+from trajlake.environments.results import counts_of, from_summary, junit_tests
 from trajlake.errors import ConfigError, EnvironmentBuildFailed
 from trajlake.lake import Lake
 from trajlake.repos import Registry
@@ -270,18 +270,21 @@ def test_a_registry_from_before_environments_reads_every_repository_as_auto(tmp_
 
 
 def test_test_counts_come_from_junit_or_the_runners_own_summary():
-    junit = (
-        '<testsuites><testsuite tests="5" failures="1" errors="1" skipped="1"/>'
-        '<testsuite tests="2" failures="0" errors="0" skipped="0"/></testsuites>'
-    )
-    assert from_junit(junit).line() == "4 passed, 2 failed, 1 skipped"
+    cases = [
+        '<testcase name="a"/>',
+        '<testcase name="b"><failure/></testcase>',
+        '<testcase name="c"><error/></testcase>',
+        '<testcase name="d"><skipped/></testcase>',
+    ]
+    junit = f"<testsuites><testsuite>{''.join(cases)}</testsuite><testsuite>{cases[0]}</testsuite>"
+    assert counts_of(junit_tests(junit + "</testsuites>")).line() == "2 passed, 2 failed, 1 skipped"
     pytest_out = "....F\n=== 1 failed, 4 passed, 2 skipped in 0.1s ==="
     assert from_summary(pytest_out).line() == "4 passed, 1 failed, 2 skipped"
     node_out = "# tests 3\n# pass 2\n# fail 1\n# cancelled 0\n# skipped 0\n# todo 0"
     assert from_summary(node_out).line() == "2 passed, 1 failed, 0 skipped"
     assert from_summary("  7 passing (20ms)\n  1 pending").line() == "7 passed, 0 failed, 1 skipped"
     assert not from_summary("Segmentation fault").found
-    assert not from_junit("<not-xml").found
+    assert junit_tests("<not-xml") is None
 
 
 def test_local_kind_runs_without_an_environment_and_says_so(tmp_path, caplog):

@@ -24,7 +24,6 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-from env_helpers import click_repo
 from helpers import git_repo, write_config
 from scale_helpers import balanced, make_repo, make_tasks, quick_script, stop
 from test_scaleout import start_worker, wait_for, workers_seen
@@ -40,7 +39,7 @@ from trajlake.config import (
     RunnerConfig,
     TeacherConfig,
 )
-from trajlake.demo import build_sample_repo, demo_config, ensure_tokenizer
+from trajlake.demo import demo_config
 from trajlake.environments.build import cache_root
 from trajlake.lake import Lake
 from trajlake.pipeline import stage_lags
@@ -50,21 +49,6 @@ from trajlake.teacher.double import demo_script_path, serve
 
 PYTEST = "python -m pytest -q tests/test_basic.py"
 FULL = ("rollouts.t1", "prs", "rollouts.t2", "verdicts")
-
-
-@pytest.fixture(scope="session")
-def click(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """click 8.5.1's sdist as a git repository, shared by the session (read it only)."""
-    return click_repo(tmp_path_factory.mktemp("click"))
-
-
-@pytest.fixture(scope="session")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The filter's student tokenizer, trained once on the small demo repository."""
-    base = tmp_path_factory.mktemp("tokenizer")
-    out = base / "tokenizer"
-    ensure_tokenizer(build_sample_repo(base / "sample-repo"), out)
-    return out
 
 
 def pipeline(workdir: Path, teacher_url: str, tokenizer: Path, *overrides: str) -> Path:
@@ -163,6 +147,19 @@ def test_rollouts_run_the_repository_tests_in_its_environment(click, tokenizer, 
         for leftover in (".venv", "/env/", "egg-info", "__pycache__", ".pytest_cache", "venv/"):
             assert leftover not in edit, leftover
     assert Lake(root).counts()["dlq"] == 0
+
+    # the tester: the demo's comment-only edits keep every selected test of click passing
+    tested = rows(
+        root,
+        "SELECT rollout, tests_status, tests_selected, tests_broken, environment_id, test_files "
+        "FROM tests ORDER BY rollout",
+        ["tests"],
+    )
+    assert [(r[0], r[1], r[3], r[4]) for r in tested] == [
+        ("t1", "ok", 0, env_id), ("t2", "ok", 0, env_id)
+    ]  # fmt: skip
+    for *_, selected, _, _, files in tested:
+        assert selected > 0 and all(f.startswith("tests/test_") for f in files)
 
 
 BAD_SPEC = 'name: bad\ninstall: ["echo cannot-build-this >&2; exit 3"]\n'

@@ -157,6 +157,17 @@ def test_report_writes_the_picture_and_a_page_with_the_lakes_numbers(demo):
         half_up = math.floor(tokens / accepted + 0.5)  # SQL's round; Python's rounds to even
         assert near(shown["tokens_per_accepted"], half_up)
 
+    tested = rows(tables, "tests", 1)
+    outcomes = ("ok", "broken", "flaky", "timeout_or_error", "no_tests", "untested")
+    labels = trajectories.with_columns(pl.col("label").fill_null("(no verdict)"))
+    for (label,), group in labels.group_by("label"):
+        shown = tested[(label,)]
+        assert int(shown["rollouts"]) == group.height == sum(int(shown[o]) for o in outcomes)
+        statuses = group["tests_status"].fill_null("untested").value_counts()
+        for status, n in statuses.iter_rows():
+            column = "timeout_or_error" if status in ("timeout", "error") else status
+            assert int(shown[column]) >= n > 0
+
     dead = rows(tables, "dead_letters", 2)
     assert {k: (int(v["dead_letters"]), int(v["inputs"])) for k, v in dead.items()} == {
         ("filter", "MalformedTrajectory"): (1, 1),
@@ -171,6 +182,6 @@ def test_an_empty_lake_gets_a_report_that_says_so(tmp_path):
     png, page = write_lake_report(tmp_path / "lake", tmp_path / "out")
     assert png.read_bytes()[:8] == PNG_MAGIC
     tables = Tables(page.read_text())
-    assert len(tables.tables) == 7
+    assert len(tables.tables) == 8
     for table in tables.tables.values():
         assert table[1] == ["no rows"], table

@@ -115,6 +115,8 @@ def test_every_topic_has_a_record_type_and_a_sql_friendly_table_name():
         "dlq.retry",
         "dlq.resolved",
         "environments",
+        "tests",
+        "test_baselines",
     }
     assert table_name("rollouts.t1") == "rollouts_t1"
     for topic, cls in TOPICS.items():

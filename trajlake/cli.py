@@ -18,6 +18,7 @@ from trajlake.commands import (
     report,
     repos,
     scaffold,
+    tests,
     train,
 )
 from trajlake.config import Config, load_config
@@ -30,8 +31,8 @@ Generation) on an event bus, and keeps every event in a Parquet lake you query w
 How it fits together:
   every stage reads a topic, does its work, writes its outputs to the lake, publishes them to
   the next topic, then commits.  Topics: commits → tasks → rollouts.t1 → prs → rollouts.t2 →
-  verdicts → samples (+ replay, dlq).  Each topic is also a lake table / DuckDB view
-  (dots become underscores: rollouts.t1 → rollouts_t1).
+  verdicts → samples, and rollouts → tests (+ replay, dlq).  Each topic is also a lake
+  table / DuckDB view (dots become underscores: rollouts.t1 → rollouts_t1).
 
 Start here:
   trajlake demo                                the whole pipeline on a generated repository,
@@ -53,6 +54,8 @@ Typical session:
   trajlake dlq list                            records that failed, by stage and error; once
                                                the cause is fixed: `trajlake dlq retry`
   trajlake lake compact                        merge small lake files (results unchanged)
+  trajlake tests agreement                     soft recall against the repository's own tests
+                                               (`tests backfill`: test older rollouts)
   trajlake report                              the lake at a glance: a PNG and an HTML page
                                                with its numbers (--out DIR)
   trajlake mixture build SPEC.yaml             select a training set with SQL (see
@@ -139,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub)
     scaffold.add_parsers(sub)
     report.add_parsers(sub)
+    tests.add_parsers(sub)
     dagger.add_parsers(sub)
     return parser
 

@@ -123,6 +123,16 @@ class EnvironmentsConfig(Frozen):
     )
 
 
+class TestsConfig(Frozen):
+    budget_s: float = Field(
+        600,
+        gt=0,
+        description="the tester: one run of a rollout's selected tests (or of their "
+        "baseline) killed past this, and recorded as timeout",
+    )
+    max_files: int = Field(20, ge=1, description="the tester: most test files selected per patch")
+
+
 class AgentConfig(Frozen):
     step_limit: int = Field(115, ge=1, description="most model calls per rollout")
     wall_time_s: float = Field(1800, description="a rollout running longer ends TimeExceeded")
@@ -241,6 +251,7 @@ class Config(Frozen):
     teacher: TeacherConfig = TeacherConfig()
     sandbox: SandboxConfig = SandboxConfig()
     environments: EnvironmentsConfig = EnvironmentsConfig()
+    tests: TestsConfig = TestsConfig()
     agent: AgentConfig = AgentConfig()
     sampler: SamplerConfig = SamplerConfig()
     filter: FilterConfig = FilterConfig()

@@ -51,6 +51,28 @@ def changed_lines(patch: str) -> list[str]:
     ]
 
 
+def changed_places(patch: str) -> dict[str, set[int]]:
+    """Per file the patch touches (its old path; a new file's own), the old file's lines that
+    were changed or that an addition follows: where the change is, at the commit.
+
+    Raises PatchParseError as `changed_lines` does.
+    """
+    if not patch or patch.isspace():
+        return {}
+    places: dict[str, set[int]] = {}
+    for file in _read(patch):
+        path = file.source_file if file.source_file != "/dev/null" else file.target_file
+        lines = places.setdefault(path.removeprefix("a/").removeprefix("b/"), set())
+        for hunk in file:
+            last = hunk.source_start  # an addition sits after the last old line seen
+            for line in hunk:
+                if line.source_line_no is not None:
+                    last = line.source_line_no
+                if line.is_removed or line.is_added:
+                    lines.add(max(last, 1))
+    return places
+
+
 def patch_size(patch: str) -> int:
     """The number of changed lines of `patch` (see `changed_lines`)."""
     return len(changed_lines(patch))

@@ -18,6 +18,7 @@ BUILTIN: dict[str, str] = {
     "pr_writer": "trajlake.consumers.pr_writer:make_stage",
     "rollout2": "trajlake.consumers.rollout:make_rollout2",
     "verifier": "trajlake.consumers.verifier:make_stage",
+    "tester": "trajlake.consumers.tester:make_stage",
     "filter": "trajlake.consumers.filter:make_stage",
     "dagger": "trajlake.consumers.dagger:make_stage",
 }
@@ -31,6 +32,7 @@ BUILTIN_INPUTS: dict[str, tuple[str, ...]] = {
     "pr_writer": ("rollouts.t1",),
     "rollout2": ("prs", "replay"),
     "verifier": ("rollouts.t2",),
+    "tester": ("rollouts.t1", "rollouts.t2"),
     "filter": ("rollouts.t1", "rollouts.t2"),
     "dagger": ("dagger.tasks",),
 }

@@ -16,6 +16,7 @@ One picture of the whole lake, and a page with the numbers behind it. The PNG's 
   - exit statuses of the rollouts
   - teacher tokens and cost per accepted sample (a Submitted rollout with recall >= R)
   - dead letters by stage and error type
+  - soft recall labels against the repository's own tests (ok, broken, flaky, ... per label)
   - rows per table
 lake-report.html shows the PNG, then each table of numbers with the SQL that made it: paste
 a statement into `trajlake sql` to get the same rows, or change it to ask something else.

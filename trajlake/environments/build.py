@@ -98,7 +98,7 @@ def ensure_environment(
     if (final / META).is_file():
         return _cached(resolved, final)
     cache.mkdir(parents=True, exist_ok=True)
-    with _locked(cache / f".{resolved.key}.lock"):
+    with locked(cache / f".{resolved.key}.lock"):
         if (final / META).is_file():  # another worker built it while this one waited
             return _cached(resolved, final)
         failed = _FAILED.get(resolved.key)
@@ -258,7 +258,7 @@ def _tools() -> tuple[tuple[Path, str], ...]:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """One builder per key: an flock, which threads holding separate opens also respect."""
     with open(path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -8,9 +8,12 @@ their own). Every command runs with bash in the sandbox, in the checkout at `/te
   one here). Whatever the environment needs must end up under `/env`.
 - rollouts get `/env` read-only, `path` in front of PATH, `env` set, and each `binds` entry
   (a directory of `/env` → a path under `/testbed`) mounted read-only, as a `node_modules`.
-- `test` runs the repository's tests; `results` says how its counts are read: `junit` (the
-  JUnit XML file named by `--junitxml=` or `junit_xml`) or `summary` (the runner's own summary
-  line: pytest's, node's test runner's, mocha's, jest's).
+- `test` runs the repository's tests; `results` says how its results are read: `junit` (the
+  JUnit XML file named by `--junitxml=` or `junit_xml`: per test), `summary` (the runner's own
+  summary line, pytest's, node's, mocha's, jest's: counts only), or a runner's log read per test
+  by the swebench package's parsers (`pytest-log` for pytest -rA, `tap`, `jest`, `vitest`, `go`,
+  `cargo`, `maven`, `phpunit`). `test_files` says which files are tests: the tester stage runs
+  the ones a patch reaches by appending them to `test`.
 
 Where a spec comes from is the repository's *source* (`trajlake repo add --env`): `auto` (a
 built-in spec detected from the files at the commit), `none` (the empty spec), `swesmith` (the
@@ -34,6 +37,10 @@ from trajlake.yamlfile import describe, read_mapping
 SPEC_DIR = Path(__file__).parent / "specs"
 #: Sources other than a file path.
 SOURCES = ("auto", "none", "swesmith")
+#: How a test run's output is read: see trajlake.environments.results.
+Results = Literal[
+    "junit", "summary", "pytest-log", "tap", "jest", "vitest", "go", "cargo", "maven", "phpunit"
+]
 
 
 class EnvSpec(BaseModel):
@@ -54,7 +61,16 @@ class EnvSpec(BaseModel):
     )
     install: list[str] = Field(default_factory=list, description="build commands, in order")
     test: str = Field("", description="command that runs the repository's tests")
-    results: Literal["junit", "summary"] = Field("summary", description="how test counts are read")
+    test_files: list[str] = Field(
+        default_factory=list,
+        description="glob patterns of the repository's test files (no `/`: the file name; with "
+        "`/`: the whole path); the tester appends the ones it selects to `test`",
+    )
+    results: Results = Field(
+        "summary",
+        description="how test results are read: junit, summary (counts only) or the name of a "
+        "log parser (per test; the swebench package's, from the `swesmith` extra)",
+    )
     junit_xml: str = Field("", description="junit: the report's path (default: from --junitxml=)")
     path: list[str] = Field(default_factory=list, description="directories put in front of PATH")
     env: dict[str, str] = Field(default_factory=dict, description="variables rollouts get")

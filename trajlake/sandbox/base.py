@@ -92,6 +92,8 @@ class Sandbox(Protocol):
 
     def diff(self) -> str: ...
 
+    def apply(self, patch: str, skip: list[str] = ()) -> None: ...
+
     def close(self) -> None: ...
 
     def __enter__(self) -> Sandbox: ...
@@ -141,6 +143,11 @@ class CheckoutSandbox:
     def diff(self) -> str:
         self._check_open()
         return self._checkout.diff()
+
+    def apply(self, patch: str, skip: list[str] = ()) -> None:
+        """Apply a patch of `diff`'s making to the checkout (the files in `skip` left out)."""
+        self._check_open()
+        self._checkout.apply(patch, skip)
 
     def close(self) -> None:
         if not self._closed:

@@ -68,6 +68,12 @@ class Checkout:
             "--no-color", self.commit,
         )  # fmt: skip
 
+    def apply(self, patch: str, skip: list[str] = ()) -> None:
+        """Apply `patch` (as `diff` makes it) to the work tree, leaving out the files `skip`;
+        SandboxError when it does not apply."""
+        excluded = [f"--exclude={path}" for path in skip]
+        self._git_private("apply", "--whitespace=nowarn", *excluded, "-", input=patch.encode())
+
     def exclude(self, paths: list[str]) -> None:
         """Keep `paths` (mount points of an environment, such as node_modules) out of `git
         status` in the sandbox; the patch never has them (their host side stays empty)."""
@@ -77,10 +83,11 @@ class Checkout:
     def remove(self) -> None:
         shutil.rmtree(self.root, onerror=_make_writable_and_retry)
 
-    def _git_private(self, *args: str) -> str:
+    def _git_private(self, *args: str, input: bytes | None = None) -> str:
         return _git(
-            self.path, "--git-dir", str(self.root / "git"), "--work-tree", str(self.path), *args
-        )
+            self.path, "--git-dir", str(self.root / "git"), "--work-tree", str(self.path), *args,
+            input=input,
+        )  # fmt: skip
 
 
 def create_checkout(repo: str | Path, commit: str) -> Checkout:
@@ -145,11 +152,13 @@ def _alternates(objects: Path, depth: int = 0) -> list[Path]:
     return found
 
 
-def _git(cwd: Path, *args: str) -> str:
+def _git(cwd: Path, *args: str, input: bytes | None = None) -> str:
     """Run git on a directory trajlake made, ignoring the user's and the system's git config."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
     env |= {"HOME": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, check=False)
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, input=input, capture_output=True, check=False
+    )
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip()
         raise SandboxError(f"git {' '.join(args)} failed in {cwd}: {message}")

@@ -1,0 +1,133 @@
+"""`trajlake tests backfill | agreement`: the repositories' own tests on recorded rollouts."""
+
+from __future__ import annotations
+
+import argparse
+
+from trajlake.config import Config
+
+EPILOG = """\
+The tester stage runs each rollout's patch against the repository's own tests: the test files
+that name what the patch changed, at the commit (the baseline, run twice; a test whose runs
+disagree is flaky) and with the patch. Its rows (table `tests`, one per rollout; per test in
+the `test_runs` view) join the `trajectories` view as tests_status, tests_selected,
+tests_broken, tests_fixed, tests_flaky and touches_tests, so a mixture can ask for both kinds
+of verification:  where: "recall >= 0.5 AND tests_broken = 0".
+
+`trajlake run` runs the tester with the other stages. For rollouts recorded before it existed:
+
+  trajlake tests backfill                  test every rollout of the lake that has no tests row
+  trajlake tests backfill --repo click --limit 20
+  trajlake tests agreement                 how soft-recall labels and test outcomes agree
+  trajlake tests agreement --min-recall 1.0
+"""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    tests = sub.add_parser(
+        "tests",
+        help="the repositories' own tests on rollouts: backfill, agreement with soft recall",
+        description=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tsub = tests.add_subparsers(dest="action", metavar="ACTION", required=True)
+    backfill = tsub.add_parser(
+        "backfill", help="run the tester over recorded rollouts that have no tests row"
+    )
+    backfill.add_argument("--repo", default="", help="only this registered repository's")
+    backfill.add_argument("--limit", type=int, default=0, metavar="N", help="at most N rollouts")
+    backfill.set_defaults(func=cmd_backfill)
+    agreement = tsub.add_parser(
+        "agreement", help="soft-recall labels against test outcomes, with Cohen's kappa"
+    )
+    agreement.add_argument(
+        "--min-recall",
+        type=float,
+        default=0.5,
+        metavar="R",
+        help="recall at which soft verification accepts a rollout (default: 0.5)",
+    )
+    agreement.set_defaults(func=cmd_agreement)
+
+
+def untested_rollouts(config: Config, repo: str = "", limit: int = 0) -> list:
+    """The lake's rollouts (T1 and T2) without a tests row, oldest first."""
+    from trajlake.lake import Lake
+
+    lake, found = Lake(config.lake.root), []
+    con = lake.connect(["tests"])
+    try:
+        done = {rid for (rid,) in con.execute("SELECT rollout_id FROM tests").fetchall()}
+    finally:
+        con.close()
+    for topic in ("rollouts.t1", "rollouts.t2"):
+        where, params = ("repo = ?", [repo]) if repo else (None, None)
+        found += [e for e in lake.read_events(topic, where, params) if e.event_id not in done]
+    found.sort(key=lambda e: (e.created_at, e.event_id))
+    return found[:limit] if limit else found
+
+
+def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
+    from tqdm import tqdm
+
+    from trajlake.consumers.tester import run_repository_tests
+    from trajlake.lake import Lake
+
+    todo = untested_rollouts(config, args.repo, args.limit)
+    if not todo:
+        print("every rollout in the lake has a tests row: nothing to backfill")
+        return 0
+    lake, statuses = Lake(config.lake.root), {}
+    for rollout in tqdm(todo, desc="tester", unit=" rollout", disable=None):
+        row = run_repository_tests(config, rollout)
+        lake.write("tests", [row], name=f"tests-{row.event_id}")  # one file: a crash loses none
+        statuses[row.tests_status] = statuses.get(row.tests_status, 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+    print(f"tested {len(todo)} rollouts: {summary}; see them with `trajlake tests agreement`")
+    return 0
+
+
+#: Rollouts both verifications judged: soft recall (a verdict with a recall) and the tests (a
+#: status with broken counted). {min_recall} is the recall soft verification accepts at.
+BOTH = """SELECT recall >= {min_recall} AS recall_accepts, tests_broken = 0 AS tests_accept,
+       count(*) AS rollouts
+  FROM trajectories WHERE recall IS NOT NULL AND tests_broken IS NOT NULL
+ GROUP BY ALL ORDER BY ALL"""
+
+
+def cmd_agreement(args: argparse.Namespace, config: Config) -> int:
+    from trajlake.lake.lake_report import TABLES
+    from trajlake.lake.query import run_sql
+
+    [per_label] = [sql for name, _, _, sql in TABLES if name == "tests"]
+    print("Per recall label, how the rollouts did on the repository's tests:\n")
+    print(run_sql(config.lake.root, per_label))
+    both = BOTH.format(min_recall=args.min_recall)
+    print(f"Rollouts both judged (recall known, tests run): accepted at recall >= "
+          f"{args.min_recall:g} against no test broken:\n")  # fmt: skip
+    print(run_sql(config.lake.root, both))
+    print(agreement_line(config, both))
+    return 0
+
+
+def agreement_line(config: Config, both_sql: str) -> str:
+    """Observed agreement and Cohen's kappa of the two accept/reject decisions."""
+    from trajlake.lake import Lake
+
+    con = Lake(config.lake.root).connect()
+    try:
+        cells = {(r, t): n for r, t, n in con.execute(both_sql).fetchall()}
+    finally:
+        con.close()
+    total = sum(cells.values())
+    if not total:
+        return "no rollout has both a recall and a test result yet"
+    agree = (cells.get((True, True), 0) + cells.get((False, False), 0)) / total
+    recall_yes = sum(n for (r, _), n in cells.items() if r) / total
+    tests_yes = sum(n for (_, t), n in cells.items() if t) / total
+    chance = recall_yes * tests_yes + (1 - recall_yes) * (1 - tests_yes)
+    kappa = (agree - chance) / (1 - chance) if chance < 1 else float("nan")
+    return (
+        f"{total} rollouts: the two agree on {agree:.0%} (chance {chance:.0%}), Cohen's kappa "
+        f"{kappa:.2f}; recall accepts {recall_yes:.0%}, the tests accept {tests_yes:.0%}"
+    )
