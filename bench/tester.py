@@ -3,7 +3,7 @@
 What the tester stage costs per rollout on click, and how much of click's suite it runs.
 
 The repository is the click 8.5.1 sdist from PyPI in one git commit, its environment built
-once (the built-in python spec). N functions of src/click (default 12; --quick: 3), drawn with
+once (the built-in python spec). N functions of src/click (default 12; --quick: 2), drawn with
 the seed, each get a comment-only patch: a note line after the `def` line, as the demo teacher
 writes. Each patch is tested twice:
 
@@ -81,10 +81,10 @@ def full_suite(config: Config, repo: Path, sha: str) -> tuple[int, int]:
 def main() -> None:
     parser = ArgumentParser(description=__doc__.split("\n\n")[1])
     parser.add_argument("--rollouts", type=int, default=12, help="comment-only patches tested")
-    parser.add_argument("--quick", action="store_true", help="3 rollouts")
+    parser.add_argument("--quick", action="store_true", help="2 rollouts")
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
-    count = 3 if args.quick else args.rollouts
+    count = 2 if args.quick else args.rollouts
     tmp = Path(tempfile.mkdtemp(prefix="bench-tester-"))
     try:
         run(tmp, count, args.seed)

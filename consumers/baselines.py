@@ -64,9 +64,9 @@ def run_files(box: Sandbox, spec: EnvSpec, files: Sequence[str], budget_s: float
 
 def baselines(
     config: Config, env: Environment, repo_dir: str, files: list[str]
-) -> tuple[list[TestBaselineEvent], float]:
-    """The baseline rows of `files` (the lake's, plus those run now) and the seconds spent
-    running the ones the lake lacked. BaselineUnreadable when a run's output cannot be read."""
+) -> tuple[list[TestBaselineEvent], list[TestBaselineEvent], float]:
+    """The baseline rows of `files`: those the lake had, those run now, and the seconds spent
+    running them. BaselineUnreadable when a run's output cannot be read."""
     resolved = env.resolved
     key = hashlib.sha256(f"{resolved.commit}-{env.environment_id}".encode()).hexdigest()[:20]
     cache = cache_root(config)
@@ -75,7 +75,7 @@ def baselines(
         known = _from_lake(config, env, files)
         missing = [f for f in files if not any(row.test_file == f for row in known)]
         if not missing:
-            return known, 0.0
+            return known, [], 0.0
         start = time.monotonic()
         with open_sandbox(config.sandbox, repo_dir, resolved.commit, env.mount()) as box:
             first = _by_file(box, env.resolved.spec, missing, config.tests.budget_s)
@@ -83,7 +83,7 @@ def baselines(
             second = _by_file(box, env.resolved.spec, rerun, config.tests.budget_s)
         rows = _rows(config, env, first, second)
         Lake(config.lake.root).write("test_baselines", rows, name=f"baseline-{rows[0].event_id}")
-    return known + rows, time.monotonic() - start
+    return known, rows, time.monotonic() - start
 
 
 def _by_file(

@@ -63,12 +63,13 @@ def run_repository_tests(config: Config, event: RolloutEvent) -> TestsEvent:
     facts["test_files"] = selection.files
     try:
         env = ensure_environment(config, resolved)
-        base, baseline_s = baselines(config, env, repo_dir, selection.files)
+        known, ran, baseline_s = baselines(config, env, repo_dir, selection.files)
     except EnvironmentBuildFailed as e:
         return row("no_tests", f"the environment does not build: {e}")
     except BaselineUnreadable as e:
         return row("error", f"the tests at the commit cannot be read ({e})", **_tail(e.run))
-    facts["baseline_s"] = round(baseline_s, 3)
+    facts |= {"baseline_s": round(baseline_s, 3), "baselines_run": len(ran)}
+    base = known + ran
     tests = [b for b in base if b.status not in FILE_ROWS]
     facts["tests_selected"] = len(tests)
     facts["tests_flaky"] = sum(b.flaky for b in tests)

@@ -69,3 +69,6 @@ class TestsEvent(Event):
     output_tail: str = Field("", description="error or timeout: the end of the runner's output")
     wall_s: float = Field(0.0, description="seconds of the test phase (baselines included)")
     baseline_s: float = Field(0.0, description="of which running baselines not run before")
+    baselines_run: int = Field(
+        0, description="baseline rows this rollout computed (0: all were in the lake already)"
+    )

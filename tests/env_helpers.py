@@ -4,18 +4,21 @@ package from the npm registry, each made into a git repository."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 CLICK = "click==8.5.1"
+FIXED_DATE = "2026-01-01T00:00:00+00:00"
 #: An npm package with a runtime dependency, so that the build has something to install.
 NPM_PACKAGE = "debug@4.3.4"
 
 
 def commit_all(repo: Path, message: str) -> str:
-    """Commit everything in `repo` (a new repository unless it is one); the new sha."""
+    """Commit everything in `repo` (a new repository unless it is one); the new sha, the same
+    in every run (fixed dates): the function sampler's draws are seeded by the commit."""
     if not (repo / ".git").exists():
         subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
@@ -23,6 +26,7 @@ def commit_all(repo: Path, message: str) -> str:
         ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm",
          message],
         check=True,
+        env={**os.environ, "GIT_AUTHOR_DATE": FIXED_DATE, "GIT_COMMITTER_DATE": FIXED_DATE},
     )  # fmt: skip
     done = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True)
     return done.stdout.decode().strip()

@@ -22,6 +22,7 @@ RUNS = {  # script: (small-size arguments, a line its report always prints)
         "same rows both ways: yes",
     ),
     "environments.py": (["--quick", "--no-goals"], "cache hit (the same cache again)"),
+    "tester.py": (["--quick"], "share of click's suite selected"),
     "lake_scale.py": (
         ["--rollouts", "2000", "--repos", "5", "--days", "2", "--workdir", "{tmp}"],
         "mixture data byte-identical before and after compaction: yes",
