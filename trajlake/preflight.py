@@ -40,6 +40,7 @@ NEEDS: dict[str, frozenset[str]] = {
     "pr_writer": frozenset({TEACHER}),  # the teacher writes the PR; no command runs
     "rollout2": frozenset({SANDBOX, TEACHER}),
     "verifier": frozenset(),  # patches only
+    "tester": frozenset({SANDBOX}),  # the repository's tests, in its environment
     "filter": frozenset(),  # a local tokenizer
     "dagger": frozenset({SANDBOX, TEACHER, STUDENT}),
 }
