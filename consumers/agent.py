@@ -38,12 +38,7 @@ except ImportError as e:  # the rollout stages need the `agent` extra
     raise ConfigError(
         f"the rollout stages need mini-swe-agent ({e}): pip install -e '.[agent]'"
     ) from None
-from trajlake.consumers.agent_actions import (  # noqa: E402
-    Actions,
-    malformed,
-    parse_actions,
-    parse_text_actions,
-)
+from trajlake.consumers.agent_actions import Actions, actions_of  # noqa: E402
 from trajlake.consumers.agent_messages import (  # noqa: E402
     clean_messages,
     for_api,
@@ -91,16 +86,20 @@ class TeacherModel:
     def query(self, messages: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
         return self.step(self.ask(self.teacher, messages, "agent"))
 
-    def ask(self, policy: Teacher, messages: list[dict[str, Any]], purpose: str) -> TeacherReply:
-        """One call to `policy` for the next turn, counted against the rollout's token limit."""
+    def ask(
+        self, policy: Teacher, messages: list[dict[str, Any]], purpose: str, counted: bool = True
+    ) -> TeacherReply:
+        """One call to `policy` for the next turn, counted against the rollout's token limit
+        unless `counted` is False (a DAgger label: it has a budget of its own)."""
         self.progress.tick()
-        if self.prompt_tokens + self.completion_tokens >= self.config.token_limit:
+        if counted and self.prompt_tokens + self.completion_tokens >= self.config.token_limit:
             raise LimitsExceeded(_exit("LimitsExceeded", "token limit"))
         tools = self.scaffold.tool_schemas()
         reply = policy.chat(for_api(messages), tools=tools, purpose=purpose)
         self.progress.tick()
-        self.prompt_tokens += reply.prompt_tokens
-        self.completion_tokens += reply.completion_tokens
+        if counted:
+            self.prompt_tokens += reply.prompt_tokens
+            self.completion_tokens += reply.completion_tokens
         self.cost_usd += reply.cost_usd
         return reply
 
@@ -109,12 +108,7 @@ class TeacherModel:
         message = dict(reply.message)
         extra = {"cost": reply.cost_usd}
         try:
-            if self.scaffold.text_actions:  # no tools were offered: the text holds the action
-                actions = parse_text_actions(self.scaffold, message.get("content") or "")
-            elif reply.format_error:  # the client could not read the reply's calls
-                raise malformed(self.scaffold, reply.format_error)
-            else:
-                actions = parse_actions(self.scaffold, message.get("tool_calls") or [])
+            actions = actions_of(self.scaffold, reply)
         except FormatError as e:
             raise FormatError(without_calls(message, extra), *e.messages) from None
         return {**message, "extra": {**extra, "actions": actions}}

@@ -21,6 +21,7 @@ from minisweagent.exceptions import FormatError, Submitted  # agent.py says how 
 from trajlake.consumers.scaffold import render_format_error, render_observation
 from trajlake.consumers.scaffold_spec import Scaffold
 from trajlake.sandbox import Sandbox
+from trajlake.teacher.reply import TeacherReply
 from trajlake.tools import run_tool
 
 NO_CALLS = (  # mini-swe-agent's words
@@ -70,6 +71,18 @@ def parse_actions(scaffold: Scaffold, calls: list[dict[str, Any]]) -> list[dict[
     return actions
 
 
+def actions_of(scaffold: Scaffold, reply: TeacherReply) -> list[dict[str, Any]]:
+    """The actions of a reply as the scaffold reads them; FormatError (its message the
+    scaffold's answer) for a reply it rejects: no call, too many, an unknown tool, a missing
+    argument, calls the client could not read, or a text reply without exactly its blocks."""
+    message = reply.message
+    if scaffold.text_actions:  # no tools were offered: the text holds the action
+        return parse_text_actions(scaffold, message.get("content") or "")
+    if reply.format_error:  # the client could not read the reply's calls
+        raise malformed(scaffold, reply.format_error)
+    return parse_actions(scaffold, message.get("tool_calls") or [])
+
+
 def parse_text_actions(scaffold: Scaffold, content: str) -> list[dict[str, Any]]:
     """The commands of a text scaffold's fenced blocks (```TAG, newline, command, newline,
     ```: mini-swe-agent's action_regex), one action each; FormatError (with the scaffold's
@@ -93,11 +106,12 @@ def fence_pattern(language: str) -> str:
 
 
 def malformed(scaffold: Scaffold, error: str, found: int = 0) -> Exception:
-    """The FormatError whose message is the scaffold's reply to a malformed action."""
+    """The FormatError whose message is the scaffold's reply to a malformed action (and, in its
+    `extra`, the problem in a line)."""
     message = {
         "role": "user",
         "content": render_format_error(scaffold, error, found),
-        "extra": {"interrupt_type": "FormatError"},
+        "extra": {"interrupt_type": "FormatError", "problem": error},
     }
     return FormatError(message)
 

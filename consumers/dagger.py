@@ -3,7 +3,8 @@
 Each DaggerTaskEvent (sent by `trajlake dagger collect`) runs the agent once on a fresh
 checkout of its commit, as rollout 1 does, with the turn-level mix of consumers/dagger_policy.py
 in place of the teacher alone. Everything the rollout stages guarantee holds: a sandbox per
-rollout, the stall watchdog, the token limit counted for both models, a failure is a row, and
+rollout, the stall watchdog, the token limit (executed calls of both models; labels have a
+budget of their own, `dagger.label_budget_tokens`), a failure is a row, and
 a rerun or a resumed stage re-emits what the lake already has (`skip_if_done`, deterministic
 ids). Token counts are taken here with the student tokenizer (`filter.tokenizer`), for the
 executed messages and for every label, so mixtures and `dagger status` need no other pass.
@@ -18,7 +19,14 @@ from typing import Any
 
 from trajlake.config import Config, StudentConfig
 from trajlake.consumers.agent import TeacherModel
-from trajlake.consumers.dagger_policy import STUDENT, TEACHER, Mix, MixedModel, Turn
+from trajlake.consumers.dagger_policy import (
+    BUDGET_SPENT,
+    STUDENT,
+    TEACHER,
+    Mix,
+    MixedModel,
+    Turn,
+)
 from trajlake.consumers.filter import measure, render_message
 from trajlake.consumers.on_checkout import Ran, run_on_checkout
 from trajlake.consumers.scaffold_spec import Scaffold, load_scaffold
@@ -53,7 +61,7 @@ class Collector:
     def collect(self, task: DaggerTaskEvent) -> DaggerRolloutEvent:
         teacher, student = self.teacher(task), self.student(task)
         key = f"{task.source_event_id}:{task.iteration}"  # the same flips for any student
-        mix = Mix(task.beta, task.kappa, task.label_every, task.seed, key=key)
+        mix = Mix(task.beta, task.kappa, task.label_every, task.seed, key, task.label_budget_tokens)
         models: list[MixedModel] = []
 
         def make_model(*args: Any) -> TeacherModel:
@@ -91,6 +99,7 @@ class Collector:
         rows = [asdict(t) | {"label_tokens": next(counted) if t.label else 0} for t in turns]
         by_model = model.by_model if model else {TEACHER: [0, 0], STUDENT: [0, 0]}
         labelled = [t for t in turns if t.actor == STUDENT and t.label is not None]
+        rejected = [t for t in turns if t.label is None and t.label_error not in ("", BUDGET_SPENT)]
         return DaggerRolloutEvent(
             event_id=rollout_id,
             parent_ids=[task.event_id],
@@ -116,7 +125,11 @@ class Collector:
             turns_json=json.dumps(rows),
             student_turns=sum(t.actor == STUDENT for t in turns),
             teacher_turns=sum(t.actor == TEACHER for t in turns),
+            label_budget_tokens=task.label_budget_tokens,
             labels=len(labelled),
+            invalid_labels=sum(t.actor == STUDENT for t in rejected),
+            invalid_teacher_turns=sum(t.actor == TEACHER for t in rejected),
+            unlabelled=sum(t.label_error == BUDGET_SPENT for t in turns),
             disagree_tool=sum(not t.agree_tool for t in labelled),
             disagree_exact=sum(not t.agree_exact for t in labelled),
             message_tokens=tokens,
@@ -139,10 +152,11 @@ class Collector:
 
 def sample_tokens(message_tokens: list[int], turns: list[dict[str, Any]]) -> int:
     """Tokens of every sample the rollout yields with every label kept: the trajectory itself
-    (when a teacher turn trains in place) plus, per labelled student state, its history and
-    the label (the blow-up that repeated prefixes cost)."""
+    (when a teacher turn the scaffold accepted trains in place) plus, per labelled student
+    state, its history and the label (the blow-up that repeated prefixes cost)."""
     prefix = [0, *accumulate(message_tokens)]
-    total = prefix[-1] if any(t["actor"] == TEACHER for t in turns) else 0
+    trains_in_place = any(t["actor"] == TEACHER and t["label"] is not None for t in turns)
+    total = prefix[-1] if trains_in_place else 0
     for t in turns:
         if t["actor"] == STUDENT and t["label"] is not None and t["message_index"] < len(prefix):
             total += label_sample_tokens(prefix, t)

@@ -7,6 +7,13 @@ teacher turn the executed action *is* the label (one call). With `kappa` > 0 the
 for the first kappa turns and the teacher completes the trajectory (the AggreVaTe-style
 variant). `label_every` = k labels only every k-th student state, to trade labels for cost.
 
+A label is what the scaffold would accept as a turn: a reply it rejects (no call, too many, an
+unknown tool, a missing argument, unreadable calls) is kept as `label_error` and never trained,
+at a student state and at a teacher's own turn alike. Label calls have their own budget
+(`label_budget` tokens per rollout, 0: none) and never count against the rollout's token
+limit, so labelling does not cut the student's rollout short; past the budget the rollout goes
+on and its student states stay unlabelled (`label_error` is `BUDGET_SPENT`).
+
 The coin for (seed, task, iteration, turn) is a hash, not a stream: a rerun, a restarted
 rollout and a resumed stage draw the same flips.
 """
@@ -19,12 +26,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from minisweagent.exceptions import FormatError
+
 from trajlake.consumers.agent import TeacherModel
+from trajlake.consumers.agent_actions import actions_of
 from trajlake.consumers.agent_messages import clean_messages
+from trajlake.consumers.scaffold_spec import Scaffold
 from trajlake.teacher.client import Teacher
 from trajlake.teacher.reply import TeacherReply
 
 TEACHER, STUDENT = "teacher", "student"
+#: label_error of a student state left unlabelled because the label budget was spent
+BUDGET_SPENT = "label budget spent"
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,7 @@ class Mix:
     label_every: int = 1
     seed: int = 0
     key: str = ""  # the task and iteration, as the coin knows them
+    label_budget: int = 0  # tokens the label calls of one rollout may spend; 0: no limit
 
     def coin(self, turn: int) -> float:
         """A uniform draw in [0, 1) for `turn`, fixed by (seed, key, turn)."""
@@ -68,8 +82,8 @@ class Turn:
 
 class MixedModel(TeacherModel):
     """mini-swe-agent's Model: each turn executed by the policy the coin picks, the teacher's
-    label kept at every state it was asked for. Token counts (both models) add up to the
-    rollout's token limit, as the budget of a student turn includes its label."""
+    label kept at every state it was asked for. The executed calls (both models) count against
+    the rollout's token limit; label calls against the label budget only."""
 
     def __init__(self, student: Teacher, mix: Mix, *args: Any):
         super().__init__(*args)
@@ -77,6 +91,7 @@ class MixedModel(TeacherModel):
         self.mix = mix
         self.turns: list[Turn] = []
         self.by_model = {TEACHER: [0, 0], STUDENT: [0, 0]}  # prompt, completion tokens
+        self.label_tokens = 0  # spent by label calls, against mix.label_budget
 
     def query(self, messages: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
         t = len(self.turns)
@@ -91,9 +106,13 @@ class MixedModel(TeacherModel):
             student_turn = sum(x.actor == STUDENT for x in self.turns) - 1
             label = None
             if self.mix.labels(student_turn):
-                label = self._call(self.teacher, messages, "dagger_label", turn, TEACHER)
+                if self.mix.label_budget and self.label_tokens >= self.mix.label_budget:
+                    turn.label_error = BUDGET_SPENT
+                else:
+                    label = self._call(self.teacher, messages, "dagger_label", turn, TEACHER)
+                    self.label_tokens += label.prompt_tokens + label.completion_tokens
         if label is not None:
-            turn.label, turn.label_error = _label(label)
+            turn.label, turn.label_error = _label(label, self.scaffold)
         if actor == STUDENT and turn.label is not None:
             turn.agree_tool, turn.agree_exact = agreement(executed, label)
         return self.step(executed)
@@ -101,17 +120,19 @@ class MixedModel(TeacherModel):
     def _call(
         self, policy: Teacher, messages: list[dict[str, Any]], purpose: str, turn: Turn, who: str
     ) -> TeacherReply:
-        reply = self.ask(policy, messages, purpose)
+        reply = self.ask(policy, messages, purpose, counted=purpose != "dagger_label")
         turn.calls[who] = {"prompt": reply.prompt_tokens, "completion": reply.completion_tokens}
         self.by_model[who][0] += reply.prompt_tokens
         self.by_model[who][1] += reply.completion_tokens
         return reply
 
 
-def _label(reply: TeacherReply) -> tuple[dict[str, Any] | None, str]:
-    """The label as a trajectory message, or None and why when its calls could not be read."""
-    if reply.format_error:
-        return None, reply.format_error
+def _label(reply: TeacherReply, scaffold: Scaffold) -> tuple[dict[str, Any] | None, str]:
+    """The label as a trajectory message, or None and why the scaffold would reject it."""
+    try:
+        actions_of(scaffold, reply)
+    except FormatError as e:
+        return None, e.messages[0]["extra"]["problem"]
     return clean_messages([{**reply.message, "role": "assistant"}])[0], ""
 
 

@@ -107,7 +107,8 @@ def render(
     """The samples of one dagger rollout (see the module docstring); counts what it drops."""
     messages = [_message(m) for m in json.loads(row["messages_json"])]
     turns = json.loads(row["turns_json"])
-    actor = {t["message_index"]: t["actor"] for t in turns}
+    # a teacher turn trains in place only when the scaffold accepted it (its label is itself)
+    actor = {t["message_index"]: t["actor"] for t in turns if t.get("label") is not None}
     tokens = list(row["message_tokens"] or [0] * len(messages))
     prefix = [0, *accumulate(tokens)]
     budget = spec.context_budget

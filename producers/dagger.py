@@ -38,6 +38,8 @@ def collect_events(
     spec = student.model_dump_json()
     dagger = config.dagger
     collection = (sid, tid, dagger.seed, beta, dagger.kappa, dagger.label_every)
+    if dagger.label_budget_tokens:  # ids of collections without a budget stay as they were
+        collection += (dagger.label_budget_tokens,)
     events = []
     for event in chosen:
         is_pr = isinstance(event, PrEvent)
@@ -56,6 +58,7 @@ def collect_events(
                 beta=beta,
                 kappa=config.dagger.kappa,
                 label_every=config.dagger.label_every,
+                label_budget_tokens=config.dagger.label_budget_tokens,
                 seed=config.dagger.seed,
                 student_id=sid,
                 student_spec=spec,

@@ -26,6 +26,9 @@ class DaggerTaskEvent(Event):
     beta: float = Field(ge=0, le=1, description="probability that the teacher acts at a turn")
     kappa: int = Field(0, ge=0, description="> 0: the student acts for the first kappa turns")
     label_every: int = Field(1, ge=1, description="the teacher labels every k-th student state")
+    label_budget_tokens: int = Field(
+        0, ge=0, description="tokens the rollout's label calls may spend; 0: no limit"
+    )
     seed: int = Field(0, description="coin flips come from (seed, task, iteration, turn)")
     student_id: str = Field(description="which generation of the student acts")
     student_spec: str = Field(description="the student's config (JSON, no secrets)")
@@ -61,7 +64,19 @@ class DaggerRolloutEvent(Event):
     )
     student_turns: int = 0
     teacher_turns: int = 0
+    label_budget_tokens: int = 0
     labels: int = Field(0, description="student turns with a usable teacher label")
+    invalid_labels: int = Field(
+        0,
+        description="student turns whose label the scaffold rejects (unknown tool, too many "
+        "calls, a missing argument, unreadable calls): kept with label_error, never trained",
+    )
+    invalid_teacher_turns: int = Field(
+        0, description="teacher turns the scaffold rejected: executed as a format error, untrained"
+    )
+    unlabelled: int = Field(
+        0, description="student states left unlabelled because the label budget was spent"
+    )
     disagree_tool: int = Field(0, description="labelled student turns calling other tools")
     disagree_exact: int = Field(0, description="labelled student turns not exactly the label")
     message_tokens: list[int] = Field(

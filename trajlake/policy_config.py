@@ -108,6 +108,13 @@ class DaggerConfig(Frozen):
     label_every: int = Field(
         1, ge=1, description="ask the teacher to label every k-th student state (cost control)"
     )
+    label_budget_tokens: int = Field(
+        0,
+        ge=0,
+        description="tokens (prompt + completion) the teacher's label calls may spend per "
+        "rollout; past them the rollout goes on and its states stay unlabelled. 0: no limit. "
+        "Label calls never count against agent.token_limit",
+    )
     seed: int = Field(0, description="coin flips are drawn from (seed, task, iteration, turn)")
 
     @field_validator("beta")

@@ -18,8 +18,9 @@ teacher labels every state, and the student is trained on the union of all itera
                             run the recorded tasks under the mix (beta_1 = 1.0); --limit N,
                             --where SQL; student.checkpoint=RUN_DIR names the student's run
   trajlake dagger status    per iteration: tasks, rollouts, share of student turns, how often
-                            the student's action differs from the teacher's label, tokens and
-                            calls per trained label
+                            the student's action differs from the teacher's label, labels
+                            trained, rejected by the scaffold and left unlabelled (past
+                            dagger.label_budget_tokens), tokens and calls per trained label
   trajlake dagger serve --model runs/sft/model
                             a trained student behind an OpenAI-compatible endpoint, on the CPU
                             (small models; serve real ones with vLLM)
@@ -38,13 +39,16 @@ SELECT iteration,
          AS student_share,
        round(sum(disagree_tool) / nullif(sum(labels), 0), 3) AS disagree_tool,
        round(sum(disagree_exact) / nullif(sum(labels), 0), 3) AS disagree_exact,
-       sum(labels + teacher_turns) AS trained_labels,
-       round(sum(sample_tokens) / nullif(sum(labels + teacher_turns), 0), 1) AS tokens_per_label,
+       sum(trained) AS trained_labels,
+       sum(invalid_labels + invalid_teacher_turns) AS invalid_labels,
+       sum(unlabelled) AS unlabelled,
+       round(sum(sample_tokens) / nullif(sum(trained), 0), 1) AS tokens_per_label,
        round(sum(teacher_prompt_tokens + teacher_completion_tokens + student_prompt_tokens
-                 + student_completion_tokens) / nullif(sum(labels + teacher_turns), 0), 1)
+                 + student_completion_tokens) / nullif(sum(trained), 0), 1)
          AS call_tokens_per_label,
-       round(sum(cost_usd) / nullif(sum(labels + teacher_turns), 0), 6) AS usd_per_label
-FROM rollouts_dagger GROUP BY iteration ORDER BY iteration
+       round(sum(cost_usd) / nullif(sum(trained), 0), 6) AS usd_per_label
+FROM (SELECT *, labels + teacher_turns - invalid_teacher_turns AS trained FROM rollouts_dagger)
+GROUP BY iteration ORDER BY iteration
 """
 
 
