@@ -49,13 +49,16 @@ def condition(source: Source) -> str:
     ):
         if values is not None:
             parts.append(in_list(column, values))
-    if source.iterations == "last":
-        parts.append("iteration = (SELECT max(iteration) FROM rollouts_dagger)")
-    elif isinstance(source.iterations, list):
-        parts.append(f"iteration IN ({', '.join(map(str, source.iterations)) or 'NULL'})")
     if source.where:
         parts.append(f"({source.where})")
-    return " AND ".join(parts) or "true"
+    chosen = " AND ".join(parts) or "true"
+    if source.iterations == "last":  # the newest iteration of the rows the source chose
+        return (
+            f"{chosen} AND iteration = (SELECT max(iteration) FROM rollouts_dagger WHERE {chosen})"
+        )
+    if isinstance(source.iterations, list):
+        return f"{chosen} AND iteration IN ({', '.join(map(str, source.iterations)) or 'NULL'})"
+    return chosen
 
 
 def label_sample_tokens(prefix: list[int], turn: dict[str, Any]) -> int:
@@ -109,7 +112,10 @@ def render(
     turns = json.loads(row["turns_json"])
     # a teacher turn trains in place only when the scaffold accepted it (its label is itself)
     actor = {t["message_index"]: t["actor"] for t in turns if t.get("label") is not None}
-    tokens = list(row["message_tokens"] or [0] * len(messages))
+    tokens = list(row["message_tokens"] or [])
+    if len(tokens) != len(messages):  # not measured: whether it fits the budget is unknown
+        counts["unmeasured"] += 1
+        return []
     prefix = [0, *accumulate(tokens)]
     budget = spec.context_budget
     out = []

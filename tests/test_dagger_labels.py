@@ -4,8 +4,10 @@ scaffold rejects is never trained, and labelling never cuts the student's rollou
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
+import duckdb
 import pytest
 import yaml
 from test_dagger import build_dagger_mixture, rows
@@ -13,6 +15,8 @@ from test_dagger import build_dagger_mixture, rows
 from trajlake.cli import main
 from trajlake.consumers.dagger_policy import BUDGET_SPENT
 from trajlake.consumers.scaffold_spec import scaffold_path
+from trajlake.lake.dagger_mixture import condition, render
+from trajlake.lake.mixture_spec import MixtureSpec, Source
 from trajlake.teacher.double import demo_script_path, serve
 
 pytestmark = pytest.mark.dagger
@@ -106,3 +110,28 @@ def test_a_tiny_label_budget_leaves_states_unlabelled_not_the_rollout_shorter(da
     assert (tight["labels"], tight["unlabelled"]) == (1, 2)  # the first label spent the budget
     turns = json.loads(tight["turns_json"])
     assert [t["label_error"] for t in turns] == ["", BUDGET_SPENT, BUDGET_SPENT]
+
+
+def test_iterations_last_is_the_newest_iteration_of_the_rows_the_source_chose():
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE rollouts_dagger AS SELECT * FROM (VALUES "
+        "('a', 1, 'r'), ('a', 2, 'r'), ('b', 3, 'r'), ('a', 4, 'other')) "
+        "t(student_id, iteration, repo)"
+    )
+    source = Source(name="d", kind="dagger", count=9, students=["a"], repos=["r"],
+                    iterations="last")  # fmt: skip
+    chosen = con.execute(f"SELECT student_id, iteration FROM rollouts_dagger "
+                         f"WHERE {condition(source)}").fetchall()  # fmt: skip
+    assert chosen == [("a", 2)]  # not iteration 3 (student b) nor 4 (another repository)
+
+
+def test_a_rollout_without_token_counts_is_left_out_and_counted():
+    messages = [{"role": "user", "content": "do it"}, {"role": "assistant", "content": "done"}]
+    row = {"event_id": "e", "messages_json": json.dumps(messages), "message_tokens": None,
+           "turns_json": json.dumps([{"turn": 0, "actor": "teacher", "message_index": 1,
+                                      "label": messages[1]}])}  # fmt: skip
+    spec = MixtureSpec(name="m", context_budget=10, sources=[Source(name="d", kind="dagger",
+                                                                    count=1)])  # fmt: skip
+    counts: Counter[str] = Counter()
+    assert render(row, spec.sources[0], spec, counts) == [] and counts["unmeasured"] == 1
