@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -57,6 +57,9 @@ class AgentResult:
     cost_usd: float = 0.0
     wall_s: float = 0.0
     restarts: int = 0
+    #: the model of the attempt this is the result of (DAgger reads its turns); an abandoned
+    #: attempt may build its model after the kept one started, so "the last built" is not it
+    model: Any = field(default=None, repr=False, compare=False)
 
 
 def _exit(status: str, content: str = "") -> dict[str, Any]:
@@ -250,6 +253,7 @@ def _attempt(
             completion_tokens=model.completion_tokens,
             cost_usd=model.cost_usd,
             wall_s=time.monotonic() - start,
+            model=model,
         )
         kept = progress.finish()  # False: abandoned, another attempt's result is the rollout's
         if kept and on_sandbox_done is not None:

@@ -62,17 +62,15 @@ class Collector:
         teacher, student = self.teacher(task), self.student(task)
         key = f"{task.source_event_id}:{task.iteration}"  # the same flips for any student
         mix = Mix(task.beta, task.kappa, task.label_every, task.seed, key, task.label_budget_tokens)
-        models: list[MixedModel] = []
 
         def make_model(*args: Any) -> TeacherModel:
-            models.append(MixedModel(student, mix, *args))
-            return models[-1]
+            return MixedModel(student, mix, *args)
 
         rollout_id = make_event_id(task.event_id, NAME, teacher.teacher_id)
         ran = run_on_checkout(
             self.config, self.scaffold, teacher, task, rollout_id, task.request, make_model
         )
-        model = models[-1] if models else None  # the attempt that finished (after restarts)
+        model = ran.result.model  # the kept attempt's (None when every attempt was abandoned)
         turns = model.turns if model and ran.result.messages else []
         return self.record(task, rollout_id, teacher, ran, turns, model)
 

@@ -12,9 +12,11 @@ import yaml
 from helpers import git_repo
 
 from trajlake.config import load_config
+from trajlake.consumers.agent import TeacherModel, run_agent
 from trajlake.consumers.pr_writer import wants_pr
 from trajlake.consumers.rollout import Rollouts, rollout1
 from trajlake.consumers.watchdog import THREAD_NAME
+from trajlake.sandbox import open_sandbox
 from trajlake.schemas import TaskEvent, make_event_id
 from trajlake.teacher.double import serve
 
@@ -224,3 +226,34 @@ def test_calls_written_in_the_content_are_run_and_their_form_recorded(tmp_path, 
     assert "tool_call_source" not in json.dumps(exported)
     assert exported[2]["tool_calls"] == assistant[0]["tool_calls"]
     assert check_sample(exported, t1.tools_json, t1.request, ctx.scaffold) is None
+
+
+def test_the_kept_attempts_model_comes_back_with_its_result(tmp_path, repo):
+    """The first attempt's sandbox starts late (past no_progress_s): it is abandoned, the second
+    attempt builds its model and submits, and only then does the first build its own. The
+    result carries the kept attempt's model, not the last one built (DAgger reads its turns)."""
+    built: list[TeacherModel] = []
+    opened: list[float] = []
+
+    def make_model(*args):
+        built.append(TeacherModel(*args))
+        return built[-1]
+
+    def open_box():
+        opened.append(time.monotonic())
+        if len(opened) == 1:
+            time.sleep(2)  # no progress meanwhile: the watchdog starts the second attempt
+        return open_sandbox(ctx.config.sandbox, repo[0], repo[1])
+
+    with serve(script(tmp_path)) as double:
+        ctx = rollouts(tmp_path, double.url, "agent.no_progress_s=0.5", "agent.max_requeues=1")
+        request = "Change the function `f` in `pkg/mod.py`."
+        result = run_agent(ctx.teacher, open_box, request, ctx.config.agent, ctx.scaffold,
+                           make_model=make_model)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while len(built) < 2 or any(t.name == THREAD_NAME for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "the abandoned attempt never built its model"
+            time.sleep(0.1)
+    assert result.exit_status == "Submitted" and result.restarts == 1
+    assert result.model is built[0] and built[-1] is not result.model  # the late one came last
+    assert result.model.prompt_tokens == result.prompt_tokens > 0
