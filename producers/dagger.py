@@ -36,6 +36,7 @@ def collect_events(
     tid = teacher_id(config.teacher, scaffold)
     beta = config.dagger.beta_for(iteration) if beta is None else beta
     spec = student.model_dump_json()
+    teacher_spec = config.teacher.model_dump_json()  # the labeller, wherever the stage runs
     dagger = config.dagger
     collection = (sid, tid, dagger.seed, beta, dagger.kappa, dagger.label_every)
     if dagger.label_budget_tokens:  # ids of collections without a budget stay as they were
@@ -48,7 +49,7 @@ def collect_events(
                 event_id=make_event_id(event.event_id, "dagger", iteration, *collection),
                 parent_ids=[event.event_id],
                 stage="dagger-collect",
-                **event.lineage() | {"teacher_id": tid, "teacher_spec": ""},
+                **event.lineage() | {"teacher_id": tid, "teacher_spec": teacher_spec},
                 source_table="prs" if is_pr else "tasks",
                 source_event_id=event.event_id,
                 task_id=event.task_id if is_pr else event.event_id,

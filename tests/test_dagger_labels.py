@@ -11,12 +11,17 @@ import duckdb
 import pytest
 import yaml
 from test_dagger import build_dagger_mixture, rows
+from test_lake import task
 
 from trajlake.cli import main
+from trajlake.config import load_config
 from trajlake.consumers.dagger_policy import BUDGET_SPENT
-from trajlake.consumers.scaffold_spec import scaffold_path
+from trajlake.consumers.scaffold_spec import load_scaffold, scaffold_path
 from trajlake.lake.dagger_mixture import condition, render
 from trajlake.lake.mixture_spec import MixtureSpec, Source
+from trajlake.policy_config import TeacherConfig
+from trajlake.producers.dagger import collect_events
+from trajlake.teacher.client import teacher_id
 from trajlake.teacher.double import demo_script_path, serve
 
 pytestmark = pytest.mark.dagger
@@ -135,3 +140,13 @@ def test_a_rollout_without_token_counts_is_left_out_and_counted():
                                                                     count=1)])  # fmt: skip
     counts: Counter[str] = Counter()
     assert render(row, spec.sources[0], spec, counts) == [] and counts["unmeasured"] == 1
+
+
+def test_the_labeller_is_the_collecting_commands_teacher_wherever_the_stage_runs(tmp_path):
+    collecting = load_config(None, ["teacher.model=big-teacher", "teacher.base_url=http://t:1/v1"])
+    [sent] = collect_events([task(1)], collecting, iteration=1)
+    worker = load_config(None, ["teacher.model=other", f"filter.tokenizer={tmp_path}"])
+    labeller = TeacherConfig.model_validate_json(sent.teacher_spec)
+    assert (labeller.model, labeller.base_url) == ("big-teacher", "http://t:1/v1")
+    assert worker.teacher.model == "other"  # a stage worker's own config does not decide it
+    assert teacher_id(labeller, load_scaffold(collecting.agent.scaffold).id()) == sent.teacher_id
