@@ -172,6 +172,18 @@ def test_truncation_cuts_back_to_the_last_complete_assistant_turn(tokenizer: Any
     assert truncate(chat, first - 1) is None
 
 
+def test_a_cut_that_would_keep_only_untrained_turns_drops_the_sample(tokenizer: Any) -> None:
+    """A DAgger label sample: the history's assistant turns untrained, the label last. Cut
+    before the label, it would train nothing: it is dropped, not kept as "truncated"."""
+    messages = [m | {"train": False} if m["role"] == "assistant" else m for m in MESSAGES]
+    messages[-1] = messages[-1] | {"train": True}
+    chat = tokenize_chat(tokenizer, messages, json.dumps(TOOLS))
+    first, second, last = chat.turn_ends
+    assert truncate(chat, last - 1) is None and truncate(chat, second) is None
+    kept = truncate(chat, last)
+    assert kept is not None and kept.labels == chat.labels[:last]
+
+
 def test_encode_mixture_counts_truncated_and_dropped(tokenizer: Any) -> None:
     row = {"sample_id": "s", "messages": MESSAGES, "tools": json.dumps(TOOLS)}
     chat = tokenize_chat(tokenizer, MESSAGES, json.dumps(TOOLS))

@@ -141,10 +141,18 @@ def _runs(mask: list[int]) -> list[tuple[int, int]]:
 
 
 def truncate(chat: TokenizedChat, max_len: int) -> TokenizedChat | None:
-    """The longest prefix of at most `max_len` tokens that ends on a complete assistant turn;
-    None when even the first assistant turn ends past `max_len`."""
-    kept = [end for end in chat.turn_ends if end <= max_len]
-    if not kept:
+    """The longest prefix of at most `max_len` tokens that ends on a complete *trained*
+    assistant turn; None when no trained turn ends within `max_len` (a prefix of untrained
+    turns only, such as a DAgger label sample's history, would train nothing)."""
+    starts = [0, *chat.turn_ends[:-1]]
+    trained = [
+        end
+        for start, end in zip(starts, chat.turn_ends, strict=True)
+        if end <= max_len and any(label != IGNORE_INDEX for label in chat.labels[start:end])
+    ]
+    if not trained:
         return None
-    cut = kept[-1]
-    return TokenizedChat(chat.input_ids[:cut], chat.labels[:cut], kept)
+    cut = trained[-1]
+    return TokenizedChat(
+        chat.input_ids[:cut], chat.labels[:cut], [e for e in chat.turn_ends if e <= cut]
+    )
