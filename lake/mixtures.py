@@ -88,7 +88,7 @@ def build(
     trajlake.lake.asof): the same spec then gives the same bytes, whatever came in since.
     """
     state = recorded_state(as_of) if as_of is not None else None
-    con = connect(lake_root, as_of=asof.times(state) if state is not None else None)
+    con = connect(lake_root, as_of=_as_of_times(state) if state is not None else None)
     try:
         if state is None:
             state = asof.record(con, SOURCE_TABLES)
@@ -106,6 +106,12 @@ def build(
         raise MixtureError(f"cannot build mixture {spec.name}: {schema_hint(e)}") from None
     finally:
         con.close()
+
+
+def _as_of_times(state: dict[str, Any]) -> dict[str, Any]:
+    """The per-table times to build as of; a source table the recorded build did not read (a
+    manifest older than rollouts_dagger) shows no rows, as that build saw none of them."""
+    return dict.fromkeys(SOURCE_TABLES) | asof.times(state)
 
 
 def recorded_state(manifest: dict[str, Any]) -> dict[str, Any]:

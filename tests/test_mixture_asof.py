@@ -21,7 +21,10 @@ import yaml
 
 from trajlake.cli import main
 from trajlake.lake import Lake
+from trajlake.lake.mixtures import _as_of_times, recorded_state
+from trajlake.lake.views import connect
 from trajlake.schemas import (
+    DaggerRolloutEvent,
     PrEvent,
     RolloutEvent,
     SampleEvent,
@@ -228,3 +231,20 @@ def test_as_of_needs_a_manifest_with_a_lake_state(lake_config, tmp_path):
     old.write_text(json.dumps({"name": "old", "spec": {}}))
     rc, _, err = cli(config, "mixture", "build", str(spec), "--as-of", str(old))
     assert rc == 2 and "records no lake state" in err
+
+
+def test_a_manifest_from_before_dagger_sees_no_dagger_rows(lake_config, tmp_path):
+    """A manifest written before rollouts_dagger was a source table does not name it: that
+    build read none of its rows, so a rebuild as of it shows none either (not all of them)."""
+    config, lake = lake_config
+    assert cli(config, "mixture", "build", str(spec_file(tmp_path / "spec.yaml")))[0] == 0
+    manifest = json.loads((tmp_path / "mixtures" / "mix" / "manifest.json").read_text())
+    del manifest["lake_state"]["rollouts_dagger"]  # as a trajlake before DAgger wrote it
+    dagger = DaggerRolloutEvent(
+        event_id="d1", stage="dagger", created_at=T0, task_id="t", dagger_task_id="dt",
+        iteration=1, beta=0.5, student_id="s", request="fix", exit_status="Submitted",
+    )  # fmt: skip
+    lake.write("rollouts.dagger", [dagger], name="dagger-1")
+    con = connect(lake.root, as_of=_as_of_times(recorded_state(manifest)))
+    assert con.execute("SELECT count(*) FROM rollouts_dagger").fetchone() == (0,)
+    assert con.execute("SELECT count(*) FROM rollouts_t1").fetchone() == (12,)
