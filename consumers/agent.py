@@ -113,7 +113,8 @@ class TeacherModel:
         try:
             actions = actions_of(self.scaffold, reply)
         except FormatError as e:
-            raise FormatError(without_calls(message, extra), *e.messages) from None
+            problem = e.messages[0].get("extra", {}).get("problem", "")
+            raise FormatError(without_calls(message, extra, problem), *e.messages) from None
         return {**message, "extra": {**extra, "actions": actions}}
 
     def format_message(self, **kwargs: Any) -> dict[str, Any]:

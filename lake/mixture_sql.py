@@ -15,7 +15,15 @@ from trajlake.lake.views import quote_literal
 MESSAGE_TYPE = (
     '[{"role": "VARCHAR", "content": "VARCHAR", "reasoning_content": "VARCHAR", '
     '"tool_calls": [{"id": "VARCHAR", "type": "VARCHAR", '
-    '"function": {"name": "VARCHAR", "arguments": "VARCHAR"}}], "tool_call_id": "VARCHAR"}]'
+    '"function": {"name": "VARCHAR", "arguments": "VARCHAR"}}], "tool_call_id": "VARCHAR", '
+    '"rejected": "VARCHAR"}]'
+)
+#: A message as samples hold it: the chat-template fields and whether it trains. An assistant
+#: turn the scaffold rejected (`rejected`, a format error) does not.
+SAMPLE_MESSAGE = (
+    "lambda x: {'role': x.role, 'content': x.content, 'reasoning_content': x.reasoning_content, "
+    "'tool_calls': x.tool_calls, 'tool_call_id': x.tool_call_id, "
+    "'train': x.role = 'assistant' AND x.rejected IS NULL}"
 )
 
 
@@ -94,13 +102,13 @@ def mixture_sql(spec: MixtureSpec, source: str = "trajectories") -> str:
     """The whole build: selection, then the chosen rows read and rendered for training.
 
     `kept` messages survive ordered truncation at the context budget: the share the filter
-    measured (kept / all, so kept = round(ratio * all)), cut back to the last assistant turn
-    so that every sample ends on one. Joins build on their right side as written (see
+    measured (kept / all, so kept = round(ratio * all)), cut back to the last trained
+    assistant turn so that every sample ends on one. Joins build on their right side as written (see
     mixtures.PLAN_AS_WRITTEN): `chosen`, never the text.
     """
     budget = spec.context_budget
-    roles = "list_transform(m, lambda x: x.role)"
-    last_assistant = f"len(m) + 1 - list_position(list_reverse({roles}), 'assistant')"
+    trains = "list_transform(m, lambda x: x.role = 'assistant' AND x.rejected IS NULL)"
+    last_assistant = f"len(m) + 1 - list_position(list_reverse({trains}), true)"
     return f"""
 WITH chosen AS MATERIALIZED ({selection_sql(spec, source)}
 ), picked AS (
@@ -113,8 +121,7 @@ WITH chosen AS MATERIALIZED ({selection_sql(spec, source)}
 )
 SELECT
   rollout_id AS sample_id, source,
-  list_transform(list_slice(m, 1, kept), lambda x: struct_insert(x, train := x.role = 'assistant'))
-    AS messages,
+  list_transform(list_slice(m, 1, kept), {SAMPLE_MESSAGE}) AS messages,
   tools_json AS tools,
   rollout, request, repo, "commit", teacher_id, scaffold_id, config_hash, task_id, pr_id,
   target AS target_repo, exit_status, recall, matched, total, label,

@@ -175,6 +175,8 @@ def test_malformed_tool_calls_are_answered_and_the_agent_goes_on(tmp_path, repo)
     assert t1.exit_status == "Submitted" and "+# fixed" in t1.patch
     messages = json.loads(t1.messages_json)
     assert any("malformed" in m["content"] for m in messages if m["role"] == "user")
+    [rejected] = [m for m in messages if m.get("rejected")]  # marked: mixtures do not train it
+    assert rejected["role"] == "assistant" and "tool_calls" not in rejected
 
 
 def test_a_token_budget_stops_work_before_it_is_exceeded(tmp_path, repo):
