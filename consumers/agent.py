@@ -24,8 +24,8 @@ from trajlake.config import AgentConfig
 from trajlake.consumers.scaffold import render_system, render_task
 from trajlake.consumers.scaffold_spec import Scaffold
 from trajlake.consumers.watchdog import Abandoned, Progress, watched
-from trajlake.errors import ConfigError, Outage, SandboxDown, SandboxError, TrajlakeError
-from trajlake.sandbox import Sandbox
+from trajlake.errors import ConfigError, Outage, TrajlakeError
+from trajlake.sandbox import Sandbox, started
 from trajlake.teacher.client import Teacher
 from trajlake.teacher.reply import TeacherReply
 
@@ -222,7 +222,7 @@ def _attempt(
 ) -> AgentResult:
     start = time.monotonic()
     saved = _attempt_file(trajectory_file, restart) if trajectory_file else None
-    with _started(open_sandbox) as sandbox:
+    with started(open_sandbox, "the rollout's sandbox") as sandbox:
         actions = Actions(scaffold, sandbox)
         model = make_model(teacher, config, progress, scaffold, actions)
         agent = DefaultAgent(
@@ -262,14 +262,6 @@ def _attempt(
         if trajectory_file is not None:
             _settle_steps(trajectory_file, restart, config.max_requeues + 1, kept)
     return result
-
-
-def _started(open_sandbox: Callable[[], Sandbox]) -> Sandbox:
-    """A new sandbox; one that does not start is an outage (the rollout is tried again later)."""
-    try:
-        return open_sandbox()
-    except SandboxError as e:
-        raise SandboxDown(f"the rollout's sandbox did not start: {e}") from e
 
 
 def _attempt_file(trajectory_file: Path, restart: int) -> Path:

@@ -17,13 +17,14 @@ import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from trajlake.config import Config
 from trajlake.environments.build import Environment, cache_root, locked
 from trajlake.environments.results import TestResult, per_test
 from trajlake.environments.spec import EnvSpec
 from trajlake.lake import Lake
-from trajlake.sandbox import CommandResult, Sandbox, open_sandbox
+from trajlake.sandbox import CommandResult, Sandbox, open_sandbox, started
 from trajlake.schemas import TestBaselineEvent, make_event_id
 
 STAGE = "tester"
@@ -77,7 +78,8 @@ def baselines(
         if not missing:
             return known, [], 0.0
         start = time.monotonic()
-        with open_sandbox(config.sandbox, repo_dir, resolved.commit, env.mount()) as box:
+        opening = partial(open_sandbox, config.sandbox, repo_dir, resolved.commit, env.mount())
+        with started(opening, "the tester's baseline sandbox") as box:
             first = _by_file(box, env.resolved.spec, missing, config.tests.budget_s)
             rerun = [f for f in missing if any(t.status == "passed" for t in first[f])]
             second = _by_file(box, env.resolved.spec, rerun, config.tests.budget_s)

@@ -14,21 +14,22 @@ out: tests run as they are at the commit), and compare, test by test:
 selected), `timeout` (the patched run hung past `tests.budget_s`) or `error` (output that
 cannot be read per test, a patch that does not apply), with the reason. `tests_broken` and
 `tests_fixed` are null then: unknown, not zero. An infrastructure failure (a registry down
-while building the environment) raises an Outage instead and is retried.
+while building the environment, a sandbox that does not start) raises an Outage instead and
+is retried.
 """
 
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from trajlake.config import Config
 from trajlake.consumers.baselines import FILE_ROWS, BaselineUnreadable, Run, baselines, run_files
 from trajlake.consumers.selection import Selection, select_tests
 from trajlake.environments import resolve_for
 from trajlake.environments.build import Environment, ensure_environment
-from trajlake.errors import EnvironmentBuildFailed, SandboxError
-from trajlake.repos import local_git_dir
-from trajlake.sandbox import open_sandbox
+from trajlake.errors import EnvironmentBuildFailed, PatchDoesNotApply
+from trajlake.sandbox import open_sandbox, started
 from trajlake.schemas import Event, RolloutEvent, TestBaselineEvent, TestsEvent, make_event_id
 from trajlake.stage import Stage
 
@@ -48,9 +49,8 @@ def run_repository_tests(config: Config, event: RolloutEvent) -> TestsEvent:
         return row("no_tests", "the rollout made no patch")
     if config.sandbox.kind == "local":
         return row("no_tests", "sandbox.kind=local runs without the repository's environment")
-    repo_dir = str(local_git_dir(event.repo_url, config.producer.mirrors, event.commit))
     resolved = resolve_for(config, event.repo, event.repo_url, event.commit)
-    spec = resolved.spec
+    repo_dir, spec = str(resolved.git_dir), resolved.spec
     facts["environment_id"] = resolved.key
     if not spec.test or not spec.test_files or spec.results == "summary":
         return row("no_tests", f"environment spec {spec.name} {_lacks(spec)}")
@@ -81,7 +81,7 @@ def run_repository_tests(config: Config, event: RolloutEvent) -> TestsEvent:
         return row("no_tests", "the selected test files hold no tests")
     try:
         run = _patched_run(config, env, repo_dir, event.patch, selection, files)
-    except SandboxError as e:
+    except PatchDoesNotApply as e:
         return row("error", f"the patch does not apply at the commit: {e}")
     if run.result.timed_out:
         return row("timeout", f"the tests ran past tests.budget_s={config.tests.budget_s}s",
@@ -94,7 +94,8 @@ def run_repository_tests(config: Config, event: RolloutEvent) -> TestsEvent:
 def _patched_run(
     config: Config, env: Environment, repo_dir: str, patch: str, sel: Selection, files: list[str]
 ) -> Run:
-    with open_sandbox(config.sandbox, repo_dir, env.resolved.commit, env.mount()) as box:
+    opening = partial(open_sandbox, config.sandbox, repo_dir, env.resolved.commit, env.mount())
+    with started(opening, "the tester's sandbox") as box:
         box.apply(patch, skip=sel.touched_tests)
         return run_files(box, env.resolved.spec, files, config.tests.budget_s)
 

@@ -12,6 +12,7 @@ from helpers import git_repo
 from trajlake.config import Config, load_config
 from trajlake.consumers.selection import select_tests
 from trajlake.consumers.tester import make_stage, run_repository_tests
+from trajlake.errors import SandboxDown
 from trajlake.lake import Lake
 from trajlake.schemas import RolloutEvent, TestsEvent
 
@@ -206,3 +207,18 @@ def test_test_runs_view_lists_patched_and_baseline_rows(project):
         ("patched", "tests/test_add.py::test_add_zero", "passed", "passed"),
         ("patched", "tests/test_mul.py::test_mul", "passed", "passed"),
     ]
+
+
+@pytest.mark.sandbox
+@pytest.mark.environments
+def test_a_sandbox_that_does_not_start_is_an_outage_and_a_stale_patch_an_error(project):
+    repo, sha, config = project
+    patch = patch_for(repo, {"calc.py": CALC + "# z\n"})
+    docker = config.model_copy(
+        update={"sandbox": config.sandbox.model_copy(update={"kind": "docker"})}
+    )
+    with pytest.raises(SandboxDown, match="tester's"):  # no engine here: retried, never a row
+        run_repository_tests(docker, rollout(repo, sha, patch, "down"))
+    stale = patch.replace("\n     return a * b", "\n     return b * a")  # no such context line
+    row = run_repository_tests(config, rollout(repo, sha, stale, "stale"))
+    assert row.tests_status == "error" and "does not apply" in row.reason

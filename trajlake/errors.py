@@ -94,6 +94,10 @@ class SandboxDown(SandboxError, Outage):
     """A rollout's sandbox did not start (its checkout or its launcher failed)."""
 
 
+class PatchDoesNotApply(SandboxError):
+    """A patch does not apply to a fresh checkout of its commit (`git apply` says why)."""
+
+
 class RecordRejected(BusError):
     """One record cannot go on the bus (too big, refused by the broker); the bus itself is fine.
 

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from trajlake.config import SandboxConfig
-from trajlake.errors import SandboxError
+from trajlake.errors import SandboxDown, SandboxError
 from trajlake.sandbox.base import (
     NO_ENVIRONMENT,
     TESTBED,
@@ -55,6 +55,15 @@ def open_sandbox(
     return CheckoutSandbox(
         config.kind, checkout, partial(wrap, mounts), config, environment.environment_id
     )
+
+
+def started(open_: Callable[[], Sandbox], what: str) -> Sandbox:
+    """`open_()`; a sandbox that does not start (its checkout or its launcher failed) is an
+    outage, SandboxDown: the record is tried again later, never recorded as a result."""
+    try:
+        return open_()
+    except SandboxError as e:
+        raise SandboxDown(f"{what} did not start: {e}") from e
 
 
 def open_build_sandbox(
@@ -116,6 +125,7 @@ def _launcher(config: SandboxConfig, image: str = "") -> Callable[[Mounts, str],
 
 __all__ = [
     "NO_ENVIRONMENT",
+    "started",
     "Checkout",
     "CommandResult",
     "EnvironmentMount",

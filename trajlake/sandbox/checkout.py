@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from trajlake.errors import SandboxError
+from trajlake.errors import PatchDoesNotApply, SandboxError
 
 GIT_USER = ("trajlake", "trajlake@localhost")
 
@@ -70,9 +70,12 @@ class Checkout:
 
     def apply(self, patch: str, skip: list[str] = ()) -> None:
         """Apply `patch` (as `diff` makes it) to the work tree, leaving out the files `skip`;
-        SandboxError when it does not apply."""
+        PatchDoesNotApply when it does not apply."""
         excluded = [f"--exclude={path}" for path in skip]
-        self._git_private("apply", "--whitespace=nowarn", *excluded, "-", input=patch.encode())
+        try:
+            self._git_private("apply", "--whitespace=nowarn", *excluded, "-", input=patch.encode())
+        except SandboxError as e:
+            raise PatchDoesNotApply(str(e)) from None
 
     def exclude(self, paths: list[str]) -> None:
         """Keep `paths` (mount points of an environment, such as node_modules) out of `git
