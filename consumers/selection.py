@@ -7,8 +7,8 @@ The rule (`RULE`), for a patch at a commit:
    folder's for `__init__.py`, `index.js`, `mod.rs`, …) and the functions whose lines the patch
    changes (their last name part: `invoke` for `Context.invoke`), found with the same parsers
    that sample functions, on the file at the commit;
-3. a test file is selected when it names one of them as a whole word (`git grep -w` at the
-   commit): an import of the module, a call of the function;
+3. a test file is selected when it names one of them as a whole word (one `git grep -w` over
+   the test files at the commit): an import of the module, a call of the function;
 4. files naming the most of them come first, at most `max_files` of them.
 
 What it misses: a test that reaches the change through another name (a caller, a re-export
@@ -101,15 +101,16 @@ def changed_functions(git_dir: str, commit: str, path: str, lines: set[int]) -> 
 
 
 def naming_files(git_dir: str, commit: str, names: list[str], patterns: list[str]) -> Counter:
-    """Test files at `commit` -> how many of `names` each names as a whole word."""
-    hits: Counter = Counter()
-    for name in names:
-        try:
-            out = git(git_dir, "grep", "-l", "-w", "-F", "-e", name, commit, "--")
-        except GitError:
-            continue  # git grep exits 1 when nothing matches
-        for line in out.decode(errors="replace").splitlines():
-            path = line.split(":", 1)[1] if line.startswith(f"{commit}:") else line
-            if is_test_file(path, patterns):
-                hits[path] += 1
-    return hits
+    """Test files at `commit` -> how many of `names` each names as a whole word: one `git grep`
+    over the test files only (pathspecs from the globs), every match printed (`-o`)."""
+    pathspecs = [f":(glob){p}" if "/" in p else f":(glob)**/{p}" for p in patterns]
+    words = [arg for name in names for arg in ("-e", name)]
+    try:
+        out = git(git_dir, "grep", "-o", "-w", "-F", *words, commit, "--", *pathspecs)
+    except GitError:
+        return Counter()  # git grep exits 1 when nothing matches
+    found = set()
+    for line in out.decode(errors="replace").splitlines():
+        path, _, name = line.removeprefix(f"{commit}:").rpartition(":")
+        found.add((path, name))
+    return Counter(path for path, _ in found if is_test_file(path, patterns))
