@@ -50,20 +50,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     agreement.set_defaults(func=cmd_agreement)
 
 
-def untested_rollouts(config: Config, repo: str = "", limit: int = 0) -> list:
-    """The lake's rollouts (T1 and T2) without a tests row, oldest first."""
+#: Rollouts (topic, id) without a tests row, oldest first: only ids are read here, the
+#: rollouts themselves (their messages are the bulk of the lake) a chunk at a time.
+UNTESTED = """SELECT topic, event_id FROM (
+  SELECT 'rollouts.t1' AS topic, event_id, created_at, repo FROM rollouts_t1
+  UNION ALL SELECT 'rollouts.t2', event_id, created_at, repo FROM rollouts_t2)
+ WHERE event_id NOT IN (SELECT rollout_id FROM tests) AND (? = '' OR repo = ?)
+ ORDER BY created_at, event_id"""
+CHUNK = 50
+
+
+def untested(config: Config, repo: str = "", limit: int = 0) -> list[tuple[str, str]]:
+    """(topic, event id) of the lake's rollouts (T1 and T2) without a tests row, oldest first."""
     from trajlake.lake import Lake
 
-    lake, found = Lake(config.lake.root), []
-    con = lake.connect(["tests"])
+    con = Lake(config.lake.root).connect(["rollouts.t1", "rollouts.t2", "tests"])
     try:
-        done = {rid for (rid,) in con.execute("SELECT rollout_id FROM tests").fetchall()}
+        found = con.execute(UNTESTED, [repo, repo]).fetchall()
     finally:
         con.close()
-    for topic in ("rollouts.t1", "rollouts.t2"):
-        where, params = ("repo = ?", [repo]) if repo else (None, None)
-        found += [e for e in lake.read_events(topic, where, params) if e.event_id not in done]
-    found.sort(key=lambda e: (e.created_at, e.event_id))
     return found[:limit] if limit else found
 
 
@@ -73,15 +78,21 @@ def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
     from trajlake.consumers.tester import run_repository_tests
     from trajlake.lake import Lake
 
-    todo = untested_rollouts(config, args.repo, args.limit)
+    todo = untested(config, args.repo, args.limit)
     if not todo:
         print("every rollout in the lake has a tests row: nothing to backfill")
         return 0
     lake, statuses = Lake(config.lake.root), {}
-    for rollout in tqdm(todo, desc="tester", unit=" rollout", disable=None):
-        row = run_repository_tests(config, rollout)
-        lake.write("tests", [row], name=f"tests-{row.event_id}")  # one file: a crash loses none
-        statuses[row.tests_status] = statuses.get(row.tests_status, 0) + 1
+    with tqdm(total=len(todo), desc="tester", unit=" rollout", disable=None) as bar:
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start : start + CHUNK]
+            for topic in ("rollouts.t1", "rollouts.t2"):
+                ids = [event_id for t, event_id in chunk if t == topic]
+                for rollout in lake.read_events(topic, "list_contains(?, event_id)", [ids]):
+                    row = run_repository_tests(config, rollout)
+                    lake.write("tests", [row], name=f"tests-{row.event_id}")  # a crash loses none
+                    statuses[row.tests_status] = statuses.get(row.tests_status, 0) + 1
+                    bar.update()
     summary = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
     print(f"tested {len(todo)} rollouts: {summary}; see them with `trajlake tests agreement`")
     return 0
@@ -96,29 +107,44 @@ BOTH = """SELECT recall >= {min_recall} AS recall_accepts, tests_broken = 0 AS t
 
 
 def cmd_agreement(args: argparse.Namespace, config: Config) -> int:
+    from trajlake.lake import Lake
     from trajlake.lake.lake_report import TABLES
-    from trajlake.lake.query import run_sql
 
     [per_label] = [sql for name, _, _, sql in TABLES if name == "tests"]
-    print("Per recall label, how the rollouts did on the repository's tests:\n")
-    print(run_sql(config.lake.root, per_label))
-    both = BOTH.format(min_recall=args.min_recall)
+    con = Lake(config.lake.root).connect()
+    try:
+        labels = con.execute(per_label)
+        print("Per recall label, how the rollouts did on the repository's tests:\n")
+        print(_table(labels))
+        both = con.execute(BOTH.format(min_recall=args.min_recall))
+        header, cells = [d[0] for d in both.description], both.fetchall()
+    finally:
+        con.close()
     print(f"Rollouts both judged (recall known, tests run): accepted at recall >= "
           f"{args.min_recall:g} against no test broken:\n")  # fmt: skip
-    print(run_sql(config.lake.root, both))
-    print(agreement_line(config, both))
+    print(_table_of(header, cells))
+    print(agreement_line({(r, t): n for r, t, n in cells}))
     return 0
 
 
-def agreement_line(config: Config, both_sql: str) -> str:
-    """Observed agreement and Cohen's kappa of the two accept/reject decisions."""
-    from trajlake.lake import Lake
+def _table(cursor) -> str:
+    return _table_of([d[0] for d in cursor.description], cursor.fetchall())
 
-    con = Lake(config.lake.root).connect()
-    try:
-        cells = {(r, t): n for r, t, n in con.execute(both_sql).fetchall()}
-    finally:
-        con.close()
+
+def _table_of(header: list[str], rows: list[tuple]) -> str:
+    """A fixed-width table as `trajlake sql` prints one (numbers right-aligned)."""
+    from trajlake.lake.query import format_table
+
+    text = [tuple(None if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+                  for v in row) for row in rows]  # fmt: skip
+    numeric = [bool(rows) and isinstance(v, int | float) and not isinstance(v, bool)
+               for v in (rows[0] if rows else header)]  # fmt: skip
+    return format_table(header, text, numeric)
+
+
+def agreement_line(cells: dict[tuple[bool, bool], int]) -> str:
+    """Observed agreement and Cohen's kappa of the two accept/reject decisions, from the
+    counts of each (recall accepts, tests accept) pair."""
     total = sum(cells.values())
     if not total:
         return "no rollout has both a recall and a test result yet"
