@@ -161,16 +161,8 @@ def _rows(
 def _from_lake(config: Config, env: Environment, files: list[str]) -> list[TestBaselineEvent]:
     """The baseline rows the lake has for `files` at this commit and environment."""
     resolved = env.resolved
-    con = Lake(config.lake.root).connect(["test_baselines"])
-    try:
-        cursor = con.execute(
-            "SELECT * FROM test_baselines WHERE repo = ? AND commit = ? AND environment_id = ? "
-            "AND list_contains(?, test_file)",
-            [resolved.repo, resolved.commit, env.environment_id, files],
-        )
-        names = [d[0] for d in cursor.description]
-        return [
-            TestBaselineEvent(**dict(zip(names, row, strict=True))) for row in cursor.fetchall()
-        ]
-    finally:
-        con.close()
+    return Lake(config.lake.root).read_events(
+        "test_baselines",
+        'repo = ? AND "commit" = ? AND environment_id = ? AND list_contains(?, test_file)',
+        [resolved.repo, resolved.commit, env.environment_id, files],
+    )

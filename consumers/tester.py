@@ -15,7 +15,8 @@ selected), `timeout` (the patched run hung past `tests.budget_s`) or `error` (ou
 cannot be read per test, a patch that does not apply), with the reason. `tests_broken` and
 `tests_fixed` are null then: unknown, not zero. An infrastructure failure (a registry down
 while building the environment, a sandbox that does not start) raises an Outage instead and
-is retried.
+is retried, and a spec that does not build is a dead letter, as in the rollout stages: fix
+it (`trajlake repo set REPO --env`), then `trajlake dlq retry`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from trajlake.consumers.baselines import FILE_ROWS, BaselineUnreadable, Run, bas
 from trajlake.consumers.selection import Selection, select_tests
 from trajlake.environments import resolve_for
 from trajlake.environments.build import Environment, ensure_environment
-from trajlake.errors import EnvironmentBuildFailed, PatchDoesNotApply
+from trajlake.errors import PatchDoesNotApply
 from trajlake.sandbox import open_sandbox, started
 from trajlake.schemas import Event, RolloutEvent, TestBaselineEvent, TestsEvent, make_event_id
 from trajlake.stage import Stage
@@ -61,11 +62,9 @@ def run_repository_tests(config: Config, event: RolloutEvent) -> TestsEvent:
     if not selection.files:
         return row("no_tests", "no test file names what the patch changes")
     facts["test_files"] = selection.files
+    env = ensure_environment(config, resolved)  # a spec that does not build: a dead letter
     try:
-        env = ensure_environment(config, resolved)
         known, ran, baseline_s = baselines(config, env, repo_dir, selection.files)
-    except EnvironmentBuildFailed as e:
-        return row("no_tests", f"the environment does not build: {e}")
     except BaselineUnreadable as e:
         return row("error", f"the tests at the commit cannot be read ({e})", **_tail(e.run))
     facts |= {"baseline_s": round(baseline_s, 3), "baselines_run": len(ran)}

@@ -14,9 +14,6 @@ from pydantic import Field
 
 from trajlake.schemas.base import Event
 
-#: How one test came out, in every runner's words mapped to these (see environments.results).
-TestStatus = Literal["passed", "failed", "error", "skipped"]
-
 #: A rollout's test verdict; the README's "Hybrid verification" section says when each is given.
 TestsStatus = Literal["ok", "broken", "timeout", "no_tests", "flaky", "error"]
 
@@ -54,7 +51,7 @@ class TestsEvent(Event):
     )
     tests_fixed: int | None = Field(None, description="failed at the baseline, pass now")
     tests_flaky: int = Field(0, description="selected tests whose two baseline runs disagree")
-    tests_status: Literal["ok", "broken", "timeout", "no_tests", "flaky", "error"]
+    tests_status: TestsStatus
     reason: str = Field("", description="why the status is no_tests, error or timeout")
     touches_tests: bool = Field(
         False, description="the patch edits test files (those edits were not run)"

@@ -7,12 +7,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import git_repo
 
+from trajlake.cli import main
 from trajlake.config import Config, load_config
 from trajlake.consumers.selection import select_tests
 from trajlake.consumers.tester import make_stage, run_repository_tests
-from trajlake.errors import SandboxDown
+from trajlake.errors import EnvironmentBuildFailed, SandboxDown
 from trajlake.lake import Lake
 from trajlake.schemas import RolloutEvent, TestsEvent
 
@@ -222,3 +224,29 @@ def test_a_sandbox_that_does_not_start_is_an_outage_and_a_stale_patch_an_error(p
     stale = patch.replace("\n     return a * b", "\n     return b * a")  # no such context line
     row = run_repository_tests(config, rollout(repo, sha, stale, "stale"))
     assert row.tests_status == "error" and "does not apply" in row.reason
+
+
+@pytest.mark.sandbox
+@pytest.mark.environments
+def test_an_environment_that_does_not_build_is_no_row_and_backfill_says_so(tmp_path):
+    backend = '[build-system]\nrequires = ["trajlake-no-such-backend-anywhere"]\n'
+    files = {**FILES, "pyproject.toml": backend + '[project]\nname = "calc"\nversion = "0"\n'}
+    repo, sha = git_repo(tmp_path / "unbuildable", files)
+    config = load_config(None, [f"lake.root={tmp_path / 'lake'}",
+                                f"producer.mirrors={tmp_path / 'mirrors'}"])  # fmt: skip
+    patch = patch_for(repo, {"calc.py": CALC + "# x\n"})
+    event = rollout(repo, sha, patch, "unbuilt")
+    with pytest.raises(EnvironmentBuildFailed):  # the stage dead-letters it, as rollouts do
+        run_repository_tests(config, event)
+    Lake(config.lake.root).write("rollouts.t1", [event], name="t1")
+    config_file = tmp_path / "trajlake.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "lake": {"root": str(tmp_path / "lake")},
+                "producer": {"mirrors": str(tmp_path / "mirrors")},
+            }
+        )
+    )
+    assert main(["--config", str(config_file), "tests", "backfill"]) == 1  # work left undone
+    assert Lake(config.lake.root).counts()["tests"] == 0  # no row: the next backfill tries again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from trajlake.config import Config
 
@@ -76,26 +77,38 @@ def cmd_backfill(args: argparse.Namespace, config: Config) -> int:
     from tqdm import tqdm
 
     from trajlake.consumers.tester import run_repository_tests
+    from trajlake.errors import EnvironmentBuildFailed
     from trajlake.lake import Lake
 
     todo = untested(config, args.repo, args.limit)
     if not todo:
         print("every rollout in the lake has a tests row: nothing to backfill")
         return 0
-    lake, statuses = Lake(config.lake.root), {}
+    lake, statuses, unbuilt = Lake(config.lake.root), {}, {}
     with tqdm(total=len(todo), desc="tester", unit=" rollout", disable=None) as bar:
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
             for topic in ("rollouts.t1", "rollouts.t2"):
                 ids = [event_id for t, event_id in chunk if t == topic]
                 for rollout in lake.read_events(topic, "list_contains(?, event_id)", [ids]):
-                    row = run_repository_tests(config, rollout)
+                    bar.update()
+                    try:
+                        row = run_repository_tests(config, rollout)
+                    except EnvironmentBuildFailed as e:  # no row: the next backfill tries again
+                        unbuilt.setdefault(rollout.repo, str(e).splitlines()[0])
+                        continue
                     lake.write("tests", [row], name=f"tests-{row.event_id}")  # a crash loses none
                     statuses[row.tests_status] = statuses.get(row.tests_status, 0) + 1
-                    bar.update()
     summary = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
-    print(f"tested {len(todo)} rollouts: {summary}; see them with `trajlake tests agreement`")
-    return 0
+    print(f"tested {sum(statuses.values())} rollouts: {summary or 'none'}; see them with "
+          "`trajlake tests agreement`")  # fmt: skip
+    for repo, why in unbuilt.items():
+        print(
+            f"error: {repo}'s environment does not build ({why}): its rollouts are untested; "
+            f"fix it (`trajlake repo set {repo} --env ...`), then backfill again",
+            file=sys.stderr,
+        )
+    return 1 if unbuilt else 0
 
 
 #: Rollouts both verifications judged: soft recall (a verdict with a recall) and the tests (a
