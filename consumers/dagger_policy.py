@@ -132,7 +132,7 @@ def _label(reply: TeacherReply, scaffold: Scaffold) -> tuple[dict[str, Any] | No
     try:
         actions_of(scaffold, reply)
     except FormatError as e:
-        return None, e.messages[0]["extra"]["problem"]
+        return None, e.messages[0].get("extra", {}).get("problem") or "rejected"
     return clean_messages([{**reply.message, "role": "assistant"}])[0], ""
 
 
